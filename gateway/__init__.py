@@ -1,0 +1,1 @@
+"""HTTP gateway for browsers (REST + WebSocket); see its own issue."""

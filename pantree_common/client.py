@@ -1,0 +1,147 @@
+"""The one channel factory: deadlines derived from the caller, retries only where safe."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor, descriptor_pb2
+
+from pantree_common import context
+from pantree_common.config import setting
+
+# Aligned with server.SERVER_KEEPALIVE_OPTIONS: a ping every 30 s is above the server's 10 s floor.
+CLIENT_KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+
+# Time kept back from the inbound deadline so the caller can still report an upstream failure.
+DEADLINE_MARGIN_S = 0.005
+
+_SAFE_LEVELS = (
+    descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
+    descriptor_pb2.MethodOptions.IDEMPOTENT,
+)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How Pantree calls other Pantree services."""
+
+    default_timeout_s: float = setting(
+        "PANTREE_CALL_TIMEOUT_S",
+        10.0,
+        "Deadline of an outbound call when the inbound call has none, in seconds.",
+    )
+    """Upper bound on any outbound call; the inbound deadline shortens it."""
+    retry_attempts: int = setting(
+        "PANTREE_RETRY_ATTEMPTS",
+        3,
+        "Attempts (first try included) for idempotent unary calls that fail with UNAVAILABLE.",
+    )
+    """gRPC retryPolicy.maxAttempts; 1 turns retries off."""
+
+
+def retry_service_config(
+    services: Iterable[descriptor.ServiceDescriptor], attempts: int
+) -> dict[str, Any]:
+    """A service config retrying UNAVAILABLE on the unary methods the protos mark idempotent."""
+    names = [
+        {"service": service.full_name, "method": method.name}
+        for service in services
+        for method in service.methods
+        if not method.server_streaming
+        and not method.client_streaming
+        and method.GetOptions().idempotency_level in _SAFE_LEVELS
+    ]
+    if attempts < 2 or not names:
+        return {"methodConfig": []}
+    return {
+        "methodConfig": [
+            {
+                "name": names,
+                "retryPolicy": {
+                    "maxAttempts": min(attempts, 5),
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+
+
+def call_timeout(requested: float | None, default: float) -> float:
+    """The timeout of an outbound call: the smallest of what was asked, the default and what the
+    inbound call has left (minus a margin)."""
+    timeout = default if requested is None else min(requested, default)
+    remaining = context.remaining_seconds()
+    if remaining is not None:
+        timeout = min(timeout, remaining - DEADLINE_MARGIN_S)
+    return max(timeout, 0.001)
+
+
+def _with_context(details: grpc.aio.ClientCallDetails, default: float) -> grpc.aio.ClientCallDetails:
+    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    request_id = context.request_id.get()
+    if request_id and context.REQUEST_ID_METADATA_KEY not in metadata:
+        metadata.add(context.REQUEST_ID_METADATA_KEY, request_id)
+    return grpc.aio.ClientCallDetails(
+        method=details.method,
+        timeout=call_timeout(details.timeout, default),
+        metadata=metadata,
+        credentials=details.credentials,
+        wait_for_ready=details.wait_for_ready,
+    )
+
+
+class _UnaryContext(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, default_timeout: float) -> None:
+        self._default = default_timeout
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
+                                    request: Any) -> Any:
+        return await continuation(_with_context(client_call_details, self._default), request)
+
+
+class _StreamContext(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, default_timeout: float) -> None:
+        self._default = default_timeout
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
+                                     request: Any) -> Any:
+        return await continuation(_with_context(client_call_details, self._default), request)
+
+
+def create_channel(
+    target: str,
+    config: ClientConfig,
+    max_message_bytes: int,
+    services: Iterable[descriptor.ServiceDescriptor] = (),
+) -> grpc.aio.Channel:
+    """An insecure aio channel to `target` carrying request ids and derived deadlines, retrying
+    UNAVAILABLE on the idempotent unary methods of `services`. `max_message_bytes` is the
+    server's limit, so what one side sends the other accepts."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config",
+         json.dumps(retry_service_config(services, config.retry_attempts))),
+        *CLIENT_KEEPALIVE_OPTIONS,
+    ]
+    return grpc.aio.insecure_channel(
+        target,
+        options=options,
+        interceptors=[
+            _UnaryContext(config.default_timeout_s),
+            _StreamContext(config.default_timeout_s),
+        ],
+    )

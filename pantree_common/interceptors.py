@@ -1,0 +1,131 @@
+"""The one server interceptor: request id, deadline context, error mapping and access logs.
+
+Every handler exception leaves the server as a deliberate status code: domain errors by their
+own code, failures of an upstream step with that step's code, anything else as INTERNAL with a
+generic message (the details go to the log, never to the caller). Nothing surfaces as UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.rpc import code_pb2, status_pb2
+from grpc_status import rpc_status
+
+from pantree_common import context
+from pantree_common.errors import PantreeError, UpstreamError
+
+log = logging.getLogger("pantree.rpc")
+
+Handler = grpc.RpcMethodHandler
+
+
+def status_for(exc: BaseException) -> status_pb2.Status:
+    """The status a handler exception is reported with."""
+    if isinstance(exc, PantreeError):
+        return exc.to_status()
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return UpstreamError.from_rpc_error("upstream", exc).to_status()
+    return status_pb2.Status(
+        code=code_pb2.INTERNAL, message="internal error; see the server log for this request id"
+    )
+
+
+def _enter(context_: grpc.aio.ServicerContext[Any, Any]) -> tuple[contextvars.Token[str], float]:
+    metadata = dict(context_.invocation_metadata() or ())
+    request_id = str(metadata.get(context.REQUEST_ID_METADATA_KEY) or context.new_request_id())
+    remaining = context_.time_remaining()
+    context.deadline.set(None if remaining is None else time.monotonic() + remaining)
+    return context.request_id.set(request_id), time.perf_counter()
+
+
+async def _abort(
+    context_: grpc.aio.ServicerContext[Any, Any], method: str, exc: Exception, started: float
+) -> None:
+    status = status_for(exc)
+    code = grpc.StatusCode(next(c for c in grpc.StatusCode if c.value[0] == status.code))
+    if isinstance(exc, PantreeError):
+        log.info(
+            "rpc failed",
+            extra={"method": method, "code": code.name, "error": status.message,
+                   "ms": round((time.perf_counter() - started) * 1000, 3)},
+        )
+    else:
+        log.exception("rpc crashed", extra={"method": method, "code": code.name})
+    await context_.abort_with_status(rpc_status.to_status(status))
+
+
+def _log_done(method: str, started: float, **fields: Any) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        ms = round((time.perf_counter() - started) * 1000, 3)
+        log.debug("rpc done", extra={"method": method, "code": "OK", "ms": ms, **fields})
+
+
+def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    async def handle(request: Any, context_: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        token, started = _enter(context_)
+        try:
+            response = await behavior(request, context_)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(context_, method, exc, started)
+        else:
+            _log_done(method, started)
+            return response
+        finally:
+            context.request_id.reset(token)
+
+    return handle
+
+
+def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., Any]:
+    async def handle(request: Any, context_: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        token, started = _enter(context_)
+        sent = 0
+        try:
+            async for response in behavior(request, context_):
+                yield response
+                sent += 1
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(context_, method, exc, started)
+        else:
+            _log_done(method, started, messages=sent)
+        finally:
+            context.request_id.reset(token)
+
+    return handle
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps unary-unary and unary-stream handlers; other kinds pass through untouched."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

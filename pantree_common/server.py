@@ -1,0 +1,151 @@
+"""The one gRPC server factory: health per service, reflection, interceptor, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from pantree_common.config import setting
+from pantree_common.interceptors import ServerInterceptor
+
+log = logging.getLogger("pantree.server")
+
+# Keepalive: clients ping every 30 s (see client.py); the server accepts pings down to every
+# 10 s, so a client never gets GOAWAY(too_many_pings) for following its own settings.
+SERVER_KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How a Pantree gRPC server listens and stops."""
+
+    host: str = setting("PANTREE_HOST", "[::]", "Address the gRPC server binds to.")
+    """Bind address; `[::]` listens on every interface, `127.0.0.1` on loopback only."""
+    port: int = setting("PORT", 50051, "gRPC port to listen on; 0 picks a free port.")
+    """TCP port; 0 asks the OS for a free one (tests)."""
+    max_message_bytes: int = setting(
+        "PANTREE_MAX_MESSAGE_BYTES",
+        4 * 1024 * 1024,
+        "Largest gRPC message accepted or sent, in bytes; larger requests get RESOURCE_EXHAUSTED.",
+    )
+    """Limit on one message in either direction."""
+    shutdown_grace_s: float = setting(
+        "PANTREE_SHUTDOWN_GRACE_S", 10.0, "Seconds in-flight calls get to finish after SIGTERM."
+    )
+    """Drain time before remaining calls are cancelled."""
+
+
+@runtime_checkable
+class Lifecycle(Protocol):
+    """A servicer that must prepare adapters before serving and release them after."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Service:
+    """One servicer to register, under its full proto service name."""
+
+    name: str
+    servicer: Any
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+
+
+class PantreeServer:
+    """A bound (not yet started) server and the services it carries."""
+
+    def __init__(self, server: grpc.aio.Server, port: int, config: ServerConfig) -> None:
+        self.server = server
+        self.port = port
+        self.config = config
+        self.health = health.aio.HealthServicer()
+        self.services: list[Service] = []
+        self._stopped = asyncio.Event()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def add(self, services: Sequence[Service]) -> None:
+        for service in services:
+            service.add_to_server(service.servicer, self.server)
+            self.services.append(service)
+
+    async def start(self) -> None:
+        """Start adapters, then the server; each service reports SERVING once it is ready."""
+        names = [s.name for s in self.services]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
+            self.server,
+        )
+        for name in ["", *names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        for service in self.services:
+            if isinstance(service.servicer, Lifecycle):
+                await service.servicer.start()
+            await self.health.set(service.name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"port": self.port, "services": names})
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, let in-flight calls finish within the grace, release adapters."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.config.shutdown_grace_s if grace is None else grace)
+        for service in reversed(self.services):
+            if isinstance(service.servicer, Lifecycle):
+                await service.servicer.close()
+        log.info("stopped", extra={"port": self.port})
+
+    async def serve_until_signalled(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+        await self.start()
+        signalled = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, signalled.set)
+        await signalled.wait()
+        log.info("signal received, draining", extra={"grace_s": self.config.shutdown_grace_s})
+        await self.stop()
+
+
+def create_server(config: ServerConfig, build: Callable[[str], Sequence[Service]]) -> PantreeServer:
+    """Bind a server, then register the services `build(own_address)` returns.
+
+    The services are built after binding so an all-in-one orchestrator can dial the server it
+    lives on (port 0 included).
+    """
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+        *SERVER_KEEPALIVE_OPTIONS,
+    ]
+    server = grpc.aio.server(interceptors=[ServerInterceptor()], options=options)
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    if port == 0:
+        raise OSError(f"cannot bind {config.host}:{config.port}")
+    pantree_server = PantreeServer(server, port, config)
+    pantree_server.add(build(pantree_server.address))
+    return pantree_server
