@@ -88,7 +88,9 @@ def call_timeout(requested: float | None, default: float) -> float:
     return max(timeout, 0.001)
 
 
-def _with_context(details: grpc.aio.ClientCallDetails, default: float) -> grpc.aio.ClientCallDetails:
+def _with_context(
+    details: grpc.aio.ClientCallDetails, default: float
+) -> grpc.aio.ClientCallDetails:
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
     request_id = context.request_id.get()
     if request_id and context.REQUEST_ID_METADATA_KEY not in metadata:
@@ -102,21 +104,23 @@ def _with_context(details: grpc.aio.ClientCallDetails, default: float) -> grpc.a
     )
 
 
-class _UnaryContext(grpc.aio.UnaryUnaryClientInterceptor):
+class _UnaryContext(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     def __init__(self, default_timeout: float) -> None:
         self._default = default_timeout
 
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
-                                    request: Any) -> Any:
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
         return await continuation(_with_context(client_call_details, self._default), request)
 
 
-class _StreamContext(grpc.aio.UnaryStreamClientInterceptor):
+class _StreamContext(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     def __init__(self, default_timeout: float) -> None:
         self._default = default_timeout
 
-    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
-                                     request: Any) -> Any:
+    async def intercept_unary_stream(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
         return await continuation(_with_context(client_call_details, self._default), request)
 
 
@@ -133,15 +137,14 @@ def create_channel(
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.enable_retries", 1),
-        ("grpc.service_config",
-         json.dumps(retry_service_config(services, config.retry_attempts))),
+        ("grpc.service_config", json.dumps(retry_service_config(services, config.retry_attempts))),
         *CLIENT_KEEPALIVE_OPTIONS,
     ]
     return grpc.aio.insecure_channel(
         target,
         options=options,
         interceptors=[
-            _UnaryContext(config.default_timeout_s),
-            _StreamContext(config.default_timeout_s),
+            _UnaryContext(config.default_timeout_s),  # type: ignore[list-item]
+            _StreamContext(config.default_timeout_s),  # type: ignore[list-item]
         ],
     )

@@ -7,6 +7,7 @@ Every setting is declared once, with its variable name, default and meaning; the
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ def _parse(raw: str, kind: type, env_var: str) -> Any:
             value = float(text)
         except ValueError:
             raise ConfigError(f"{env_var} must be a number, got {raw!r}") from None
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ConfigError(f"{env_var} must be a finite number, got {raw!r}")
         return value
     return raw
@@ -85,7 +86,7 @@ def load(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         info = f.metadata.get(_META_KEY)
         if info is None:
-            nested = f.default_factory  # type: ignore[misc]
+            nested = f.default_factory
             if nested is dataclasses.MISSING:
                 raise TypeError(f"{cls.__name__}.{f.name} is neither a setting nor nested config")
             values[f.name] = load(nested, env)  # type: ignore[arg-type]
@@ -146,3 +147,22 @@ def environment(dotenv: Path | None = Path(".env")) -> dict[str, str]:
         merged.update(read_dotenv(dotenv))
     merged.update(os.environ)
     return merged
+
+
+def env_example(config: Any) -> str:
+    """`.env.example`: every setting commented with its meaning, set to its default."""
+    lines = ["# Pantree settings: copy to .env (real environment variables win) and edit.", ""]
+    for item in settings(config):
+        lines += [f"# {item.description}", f"{item.env_var}={item.default}", ""]
+    return "\n".join(lines)
+
+
+def markdown_table(config: Any) -> str:
+    """The README's configuration table."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    rows += [
+        f"| `{s.env_var}` | `{s.default}` | {s.description} |" if s.default
+        else f"| `{s.env_var}` | (empty) | {s.description} |"
+        for s in settings(config)
+    ]
+    return "\n".join(rows) + "\n"

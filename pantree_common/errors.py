@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 
 class PantreeError(Exception):
@@ -57,7 +58,9 @@ class InvalidArgument(PantreeError):
     def to_status(self) -> status_pb2.Status:
         detail = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
                 for v in self.violations
             ]
         )
@@ -113,8 +116,6 @@ class Collector:
 
 def bad_request_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[FieldViolation]:
     """Read the BadRequest field violations out of a received error, if it carries any."""
-    from grpc_status import rpc_status
-
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     if status is None:
         return []
@@ -130,8 +131,13 @@ def bad_request_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[
 class UpstreamError(PantreeError):
     """A call to another Pantree service failed; keeps that service's status and details."""
 
-    def __init__(self, step: str, code: grpc.StatusCode, details: str,
-                 violations: Sequence[FieldViolation] = ()) -> None:
+    def __init__(
+        self,
+        step: str,
+        code: grpc.StatusCode,
+        details: str,
+        violations: Sequence[FieldViolation] = (),
+    ) -> None:
         # An upstream UNKNOWN is our bug somewhere else: report it as INTERNAL, never UNKNOWN.
         self.code = grpc.StatusCode.INTERNAL if code == grpc.StatusCode.UNKNOWN else code
         self.step = step

@@ -7,11 +7,12 @@ generic message (the details go to the log, never to the caller). Nothing surfac
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.rpc import code_pb2, status_pb2
@@ -22,7 +23,44 @@ from pantree_common.errors import PantreeError, UpstreamError
 
 log = logging.getLogger("pantree.rpc")
 
-Handler = grpc.RpcMethodHandler
+StreamBehavior = Callable[..., AsyncIterator[Any]]
+
+
+
+class Drain:
+    """In-flight call accounting for graceful shutdown.
+
+    While draining, new calls are refused with UNAVAILABLE, except calls to `internal_services`:
+    in all-in-one mode the orchestrator's in-flight streams still need their steps on this very
+    server to finish.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.draining = False
+        self.internal_services: frozenset[str] = frozenset()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def admits(self, method: str) -> bool:
+        return not self.draining or method.split("/")[1] in self.internal_services
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, within_s: float) -> bool:
+        """True when every call finished within `within_s` seconds."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), within_s)
+        except TimeoutError:
+            return False
+        return True
 
 
 def status_for(exc: BaseException) -> status_pb2.Status:
@@ -52,12 +90,17 @@ async def _abort(
     if isinstance(exc, PantreeError):
         log.info(
             "rpc failed",
-            extra={"method": method, "code": code.name, "error": status.message,
-                   "ms": round((time.perf_counter() - started) * 1000, 3)},
+            extra={
+                "method": method,
+                "code": code.name,
+                "error": status.message,
+                "ms": round((time.perf_counter() - started) * 1000, 3),
+            },
         )
     else:
         log.exception("rpc crashed", extra={"method": method, "code": code.name})
-    await context_.abort_with_status(rpc_status.to_status(status))
+    wire = rpc_status.to_status(status)
+    await context_.abort(wire.code, wire.details, wire.trailing_metadata)
 
 
 def _log_done(method: str, started: float, **fields: Any) -> None:
@@ -66,9 +109,17 @@ def _log_done(method: str, started: float, **fields: Any) -> None:
         log.debug("rpc done", extra={"method": method, "code": "OK", "ms": ms, **fields})
 
 
-def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+_SHUTTING_DOWN = "server is shutting down; retry on another replica"
+
+
+def _wrap_unary(
+    method: str, behavior: Callable[..., Awaitable[Any]], drain: Drain
+) -> Callable[..., Any]:
     async def handle(request: Any, context_: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if not drain.admits(method):
+            await context_.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
         token, started = _enter(context_)
+        drain.enter()
         try:
             response = await behavior(request, context_)
         except grpc.aio.AbortError:
@@ -79,14 +130,22 @@ def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callabl
             _log_done(method, started)
             return response
         finally:
+            drain.leave()
             context.request_id.reset(token)
 
     return handle
 
 
-def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., Any]:
-    async def handle(request: Any, context_: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+def _wrap_stream(
+    method: str, behavior: StreamBehavior, drain: Drain
+) -> Callable[..., Any]:
+    async def handle(
+        request: Any, context_: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        if not drain.admits(method):
+            await context_.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
         token, started = _enter(context_)
+        drain.enter()
         sent = 0
         try:
             async for response in behavior(request, context_):
@@ -99,32 +158,37 @@ def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]]) -> Ca
         else:
             _log_done(method, started, messages=sent)
         finally:
+            drain.leave()
             context.request_id.reset(token)
 
     return handle
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps unary-unary and unary-stream handlers; other kinds pass through untouched."""
+class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Wraps Pantree's unary-unary and unary-stream handlers; other kinds pass through."""
+
+    def __init__(self, drain: Drain) -> None:
+        self._drain = drain
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
         method = handler_call_details.method
+        if handler is None or method.startswith("/grpc."):
+            # Health and reflection are gRPC's own: never refused, never waited for.
+            return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary),
+                _wrap_unary(method, handler.unary_unary, self._drain),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream),
+                _wrap_stream(method, cast(StreamBehavior, handler.unary_stream), self._drain),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

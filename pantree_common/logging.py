@@ -6,9 +6,12 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pantree_common import context
+from pantree_common.config import setting
+from pantree_common.errors import ConfigError
 
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -42,3 +45,17 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """How much a service logs."""
+
+    level: str = setting("PANTREE_LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+    """DEBUG adds one line per successful RPC."""
+
+    def validate(self) -> None:
+        if self.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(
+                f"PANTREE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.level!r}"
+            )

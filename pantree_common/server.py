@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -14,9 +14,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from pantree_common.config import setting
-from pantree_common.interceptors import ServerInterceptor
+from pantree_common.interceptors import Drain, ServerInterceptor
 
 log = logging.getLogger("pantree.server")
+
+# What servicer methods receive; request/response types are already on the method signature.
+Context = grpc.aio.ServicerContext[Any, Any]
 
 # Keepalive: clients ping every 30 s (see client.py); the server accepts pings down to every
 # 10 s, so a client never gets GOAWAY(too_many_pings) for following its own settings.
@@ -70,11 +73,14 @@ class Service:
 class PantreeServer:
     """A bound (not yet started) server and the services it carries."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, config: ServerConfig) -> None:
+    def __init__(
+        self, server: grpc.aio.Server, port: int, config: ServerConfig, drain: Drain
+    ) -> None:
         self.server = server
+        self.drain = drain
         self.port = port
         self.config = config
-        self.health = health.aio.HealthServicer()
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.services: list[Service] = []
         self._stopped = asyncio.Event()
 
@@ -82,18 +88,23 @@ class PantreeServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def add(self, services: Sequence[Service]) -> None:
+    def add(self, services: Sequence[Service], internal: Sequence[str] = ()) -> None:
+        """Register services; `internal` ones keep serving while draining (see Drain)."""
         for service in services:
             service.add_to_server(service.servicer, self.server)
             self.services.append(service)
+        self.drain.internal_services = self.drain.internal_services | frozenset(internal)
 
     async def start(self) -> None:
         """Start adapters, then the server; each service reports SERVING once it is ready."""
         names = [s.name for s in self.services]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             self.server,
         )
         for name in ["", *names]:
@@ -107,12 +118,21 @@ class PantreeServer:
         log.info("serving", extra={"port": self.port, "services": names})
 
     async def stop(self, grace: float | None = None) -> None:
-        """Report NOT_SERVING, let in-flight calls finish within the grace, release adapters."""
+        """Report NOT_SERVING, refuse new calls, let in-flight ones finish within the grace,
+        then release adapters."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        grace = self.config.shutdown_grace_s if grace is None else grace
+        deadline = asyncio.get_running_loop().time() + grace
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(self.config.shutdown_grace_s if grace is None else grace)
+        self.drain.draining = True
+        drained = await self.drain.wait_idle(grace)
+        if not drained:
+            log.warning(
+                "grace period over, cancelling calls", extra={"in_flight": self.drain.in_flight}
+            )
+        await self.server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
         for service in reversed(self.services):
             if isinstance(service.servicer, Lifecycle):
                 await service.servicer.close()
@@ -130,11 +150,15 @@ class PantreeServer:
         await self.stop()
 
 
-def create_server(config: ServerConfig, build: Callable[[str], Sequence[Service]]) -> PantreeServer:
+def create_server(
+    config: ServerConfig,
+    build: Callable[[str], Sequence[Service]],
+    internal: Collection[str] = (),
+) -> PantreeServer:
     """Bind a server, then register the services `build(own_address)` returns.
 
     The services are built after binding so an all-in-one orchestrator can dial the server it
-    lives on (port 0 included).
+    lives on (port 0 included). `internal` names those of them that this same server calls.
     """
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -142,10 +166,12 @@ def create_server(config: ServerConfig, build: Callable[[str], Sequence[Service]
         ("grpc.so_reuseport", 0),
         *SERVER_KEEPALIVE_OPTIONS,
     ]
-    server = grpc.aio.server(interceptors=[ServerInterceptor()], options=options)
+    drain = Drain()
+    server = grpc.aio.server(interceptors=[ServerInterceptor(drain)], options=options)
     port = server.add_insecure_port(f"{config.host}:{config.port}")
     if port == 0:
         raise OSError(f"cannot bind {config.host}:{config.port}")
-    pantree_server = PantreeServer(server, port, config)
-    pantree_server.add(build(pantree_server.address))
+    pantree_server = PantreeServer(server, port, config, drain)
+    services = build(pantree_server.address)
+    pantree_server.add(services, list(internal))
     return pantree_server

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from pantree_common.domain.history import Product
+from pantree_common.errors import Collector
 
 
 @dataclass(frozen=True)
@@ -151,28 +152,44 @@ ARCHETYPES: dict[str, Archetype] = {
     a.archetype_id: a
     for a in (
         Archetype(
-            "health_conscious", "Health conscious",
+            "health_conscious",
+            "Health conscious",
             "Buys fresh produce, plant milks and supplements on a steady weekly rhythm.",
             ("produce", "dairy", "health & wellness", "coffee & tea", "seafood", "breakfast"),
-            interval_factor=0.9, quantity_factor=1.0, price_factor=1.15, regularity=9.0,
+            interval_factor=0.9,
+            quantity_factor=1.0,
+            price_factor=1.15,
+            regularity=9.0,
         ),
         Archetype(
-            "busy_family", "Busy family",
+            "busy_family",
+            "Busy family",
             "A household with kids: large baskets, baby and household staples, frequent trips.",
             ("baby", "dairy", "snacks", "household", "breakfast", "frozen", "bakery"),
-            interval_factor=0.7, quantity_factor=2.0, price_factor=1.0, regularity=6.0,
+            interval_factor=0.7,
+            quantity_factor=2.0,
+            price_factor=1.0,
+            regularity=6.0,
         ),
         Archetype(
-            "budget_conscious", "Budget conscious",
+            "budget_conscious",
+            "Budget conscious",
             "Buys store staples in bulk, stretches intervals and watches prices.",
             ("pantry", "frozen", "household", "eggs", "bakery"),
-            interval_factor=1.25, quantity_factor=1.5, price_factor=0.85, regularity=5.0,
+            interval_factor=1.25,
+            quantity_factor=1.5,
+            price_factor=0.85,
+            regularity=5.0,
         ),
         Archetype(
-            "single_professional", "Single professional",
+            "single_professional",
+            "Single professional",
             "One adult with little time: coffee, ready-to-eat food and small baskets.",
             ("coffee & tea", "beverages", "frozen", "snacks", "personal care"),
-            interval_factor=1.1, quantity_factor=0.8, price_factor=1.1, regularity=4.0,
+            interval_factor=1.1,
+            quantity_factor=0.8,
+            price_factor=1.1,
+            regularity=4.0,
         ),
     )
 }
@@ -203,6 +220,11 @@ def _words(text: str) -> set[str]:
     return {w.removesuffix("s") for w in _WORD.findall(text.lower()) if len(w) > 1}
 
 
+@cache
+def _product_words() -> tuple[tuple[Product, frozenset[str]], ...]:
+    return tuple((p, frozenset(_words(f"{p.name} {p.category}"))) for p in products())
+
+
 def resolve(name: str) -> Product | None:
     """The catalog product whose name best matches `name` by shared words, or None."""
     wanted = _words(name)
@@ -210,8 +232,7 @@ def resolve(name: str) -> Product | None:
         return None
     best: tuple[float, str] | None = None
     match: Product | None = None
-    for product in products():
-        have = _words(f"{product.name} {product.category}")
+    for product, have in _product_words():
         shared = len(wanted & have)
         if not shared:
             continue
@@ -219,3 +240,15 @@ def resolve(name: str) -> Product | None:
         if best is None or score[0] > best[0]:
             best, match = score, product
     return match
+
+
+def check_archetype(errors: Collector, value: str, *, required: bool) -> Archetype | None:
+    """The archetype named `value`, recording a violation on "archetype" if it is unknown (or
+    empty while required)."""
+    if not value and not required:
+        return None
+    known = ARCHETYPES.get(value)
+    if known is None:
+        errors.add("archetype", f"unknown archetype {value[:64]!r}; expected one of "
+                   + ", ".join(sorted(ARCHETYPES)))
+    return known

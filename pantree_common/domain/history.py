@@ -6,14 +6,16 @@ scoring. Validation reports every bad field with its path in the request.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from pantree.domain.v1 import history_pb2, product_pb2
 
+from pantree_common.domain.dates import EPOCH
 from pantree_common.errors import Collector
 
 MAX_EVENTS = 10_000
@@ -40,13 +42,21 @@ class Product:
 
     @classmethod
     def from_proto(cls, message: product_pb2.Product) -> Product:
-        return cls(message.product_id, message.name, message.category, message.department,
-                   message.unit_price_usd)
+        return cls(
+            message.product_id,
+            message.name,
+            message.category,
+            message.department,
+            message.unit_price_usd,
+        )
 
     def to_proto(self) -> product_pb2.Product:
         return product_pb2.Product(
-            product_id=self.product_id, name=self.name, category=self.category,
-            department=self.department, unit_price_usd=self.unit_price_usd,
+            product_id=self.product_id,
+            name=self.name,
+            category=self.category,
+            department=self.department,
+            unit_price_usd=self.unit_price_usd,
         )
 
 
@@ -80,10 +90,15 @@ class History:
         days = np.asarray(epoch_day, dtype=np.int32)
         qty = np.ones(index.size) if quantity is None else np.asarray(quantity, dtype=np.float64)
         list_prices = np.array([p.unit_price_usd for p in products], dtype=np.float64)
-        price = (list_prices[index] if unit_price_usd is None
-                 else np.asarray(unit_price_usd, dtype=np.float64))
+        price = (
+            list_prices[index]
+            if unit_price_usd is None
+            else np.asarray(unit_price_usd, dtype=np.float64)
+        )
         order = np.argsort(days, kind="stable")
-        return cls(customer_id, tuple(products), index[order], days[order], qty[order], price[order])
+        return cls(
+            customer_id, tuple(products), index[order], days[order], qty[order], price[order]
+        )
 
     def to_proto(self) -> history_pb2.PurchaseHistory:
         return history_pb2.PurchaseHistory(
@@ -96,7 +111,9 @@ class History:
         )
 
 
-def check_text(errors: Collector, value: str, field: str, max_chars: int, *, required: bool) -> None:
+def check_text(
+    errors: Collector, value: str, field: str, max_chars: int, *, required: bool
+) -> None:
     """Record a violation if `value` is blank (when required) or too long."""
     if required and not value.strip():
         errors.add(field, "must not be empty or blank")
@@ -109,7 +126,7 @@ def check_price(errors: Collector, value: float, field: str) -> None:
         errors.add(field, f"must be a finite number >= 0, got {value}")
 
 
-def _check_products(errors: Collector, products: Sequence[product_pb2.Product], field: str) -> None:
+def check_products(errors: Collector, products: Sequence[product_pb2.Product], field: str) -> None:
     if len(products) > MAX_PRODUCTS:
         errors.add(field, f"at most {MAX_PRODUCTS} products, got {len(products)}")
         return
@@ -119,8 +136,9 @@ def _check_products(errors: Collector, products: Sequence[product_pb2.Product], 
         check_text(errors, product.product_id, f"{path}.product_id", MAX_ID_CHARS, required=True)
         check_text(errors, product.name, f"{path}.name", MAX_NAME_CHARS, required=True)
         check_text(errors, product.category, f"{path}.category", MAX_CATEGORY_CHARS, required=False)
-        check_text(errors, product.department, f"{path}.department", MAX_CATEGORY_CHARS,
-                   required=False)
+        check_text(
+            errors, product.department, f"{path}.department", MAX_CATEGORY_CHARS, required=False
+        )
         check_price(errors, product.unit_price_usd, f"{path}.unit_price_usd")
         if product.product_id in seen:
             errors.add(f"{path}.product_id", f"duplicate product_id {product.product_id!r}")
@@ -144,9 +162,10 @@ def history_from_proto(
     """Validate a PurchaseHistory and return it as sorted columns; raises InvalidArgument with
     one violation per bad field."""
     errors = Collector()
-    check_text(errors, message.customer_id, f"{field}.customer_id", MAX_ID_CHARS,
-               required=require_customer)
-    _check_products(errors, message.products, f"{field}.products")
+    check_text(
+        errors, message.customer_id, f"{field}.customer_id", MAX_ID_CHARS, required=require_customer
+    )
+    check_products(errors, message.products, f"{field}.products")
     n = len(message.product_indexes)
     if n > MAX_EVENTS:
         errors.add(f"{field}.product_indexes", f"at most {MAX_EVENTS} events, got {n}")
@@ -168,9 +187,11 @@ def history_from_proto(
     days = np.fromiter(message.purchase_epoch_days, dtype=np.int64, count=n)
     out_of_range = index >= len(message.products)
     if out_of_range.any():
-        errors.add(f"{field}.product_indexes",
-                   f"must be < the number of products ({len(message.products)}) at "
-                   f"{_bad_events(out_of_range)}")
+        errors.add(
+            f"{field}.product_indexes",
+            f"must be < the number of products ({len(message.products)}) at "
+            f"{_bad_events(out_of_range)}",
+        )
     if columns["quantities"]:
         quantity = np.fromiter(message.quantities, dtype=np.float64, count=n)
         bad = ~np.isfinite(quantity) | (quantity <= 0)
@@ -183,22 +204,60 @@ def history_from_proto(
         price = np.fromiter(message.unit_prices_usd, dtype=np.float64, count=n)
         bad = ~np.isfinite(price) | (price < 0)
         if bad.any():
-            errors.add(f"{field}.unit_prices_usd",
-                       f"must be finite and >= 0 at {_bad_events(bad)}")
+            errors.add(f"{field}.unit_prices_usd", f"must be finite and >= 0 at {_bad_events(bad)}")
     future = days > as_of_epoch_day + FUTURE_TOLERANCE_DAYS
     if future.any():
-        errors.add(f"{field}.purchase_epoch_days",
-                   f"must not be after the analysis day {as_of_epoch_day} at {_bad_events(future)}")
+        errors.add(
+            f"{field}.purchase_epoch_days",
+            f"must not be after the analysis day {as_of_epoch_day} at {_bad_events(future)}",
+        )
     if (days < 0).any():
-        errors.add(f"{field}.purchase_epoch_days",
-                   f"must be >= 0 (1970-01-01) at {_bad_events(days < 0)}")
+        errors.add(
+            f"{field}.purchase_epoch_days", f"must be >= 0 (1970-01-01) at {_bad_events(days < 0)}"
+        )
     if n > 1:
         running_max = np.maximum.accumulate(days)
         unordered = (running_max - days) > ORDER_TOLERANCE_DAYS
         if unordered.any():
-            errors.add(f"{field}.purchase_epoch_days",
-                       f"must be in date order (at most {ORDER_TOLERANCE_DAYS} day out of order) "
-                       f"at {_bad_events(unordered)}")
+            errors.add(
+                f"{field}.purchase_epoch_days",
+                f"must be in date order (at most {ORDER_TOLERANCE_DAYS} day out of order) "
+                f"at {_bad_events(unordered)}",
+            )
     errors.raise_if_any()
     products = [Product.from_proto(p) for p in message.products]
     return History.build(message.customer_id, products, index, days, quantity, price)
+
+
+def history_from_months(
+    customer_id: str, months: Sequence[history_pb2.SimulatedMonth], catalog: Mapping[str, Product]
+) -> History:
+    """Flatten simulated months into one history; products keep their first-seen order and take
+    their department from `catalog` when it knows them."""
+    positions: dict[str, int] = {}
+    products: list[Product] = []
+    index: list[int] = []
+    days: list[int] = []
+    quantity: list[float] = []
+    price: list[float] = []
+    for month in months:
+        for purchase in month.purchases:
+            position = positions.get(purchase.product_id)
+            if position is None:
+                position = positions[purchase.product_id] = len(products)
+                known = catalog.get(purchase.product_id)
+                products.append(
+                    Product(
+                        purchase.product_id,
+                        purchase.product_name,
+                        purchase.category,
+                        known.department if known else "",
+                        purchase.unit_price_usd,
+                    )
+                )
+            index.append(position)
+            day = purchase.purchase_date
+            days.append((dt.date(day.year, day.month, day.day) - EPOCH).days)
+            quantity.append(purchase.quantity)
+            price.append(purchase.unit_price_usd)
+    return History.build(customer_id, products, index, days, quantity, price)

@@ -74,7 +74,7 @@ class SimulateHistoryRequest(_message.Message):
     archetype: _builtins.str
     """Archetype of the shopper; one of the archetype_id values from ListArchetypes."""
     months: _builtins.int
-    """Number of months to simulate, 1 to 24."""
+    """Number of months to simulate, 1 to 24; 6 when 0."""
     random_seed: _builtins.int
     """Seed of the pseudo-random generator; equal seeds give equal histories."""
     @_builtins.property

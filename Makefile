@@ -1,0 +1,55 @@
+# Pantree developer entry points. `make demo` and `make test` work on a fresh machine with
+# Python 3.11, make and npm: they create .venv and node_modules themselves.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+BUF := node_modules/.bin/buf
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: setup demo test test-fast lint proto proto-check serve bench clean
+
+setup: $(STAMP) $(BUF)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+$(BUF): package.json package-lock.json
+	npm ci --no-fund --no-audit --loglevel=error
+	touch $@
+
+demo: setup
+	$(BIN)/pantree demo
+
+serve: setup
+	$(BIN)/pantree serve all
+
+proto: setup
+	tools/gen_protos.sh
+
+# Regenerate into a scratch folder and compare with the committed code.
+proto-check: setup
+	rm -rf .artifacts/proto-check && mkdir -p .artifacts/proto-check
+	tools/gen_protos.sh .artifacts/proto-check
+	diff -r -x __pycache__ .artifacts/proto-check/pantree pantree_common/generated/pantree \
+	  || (echo "generated code is stale: run 'make proto' and commit" && exit 1)
+
+lint: setup
+	$(BUF) lint
+	$(BUF) format -d --exit-code
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: setup proto-check lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(BIN)/pytest -q -x tests/unit
+
+bench: setup
+	$(BIN)/python bench/grpc_ceiling.py --write docs/BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) node_modules .artifacts .pytest_cache .mypy_cache .ruff_cache

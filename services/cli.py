@@ -1,0 +1,268 @@
+"""The `pantree` command: serve steps, run the demo, call the orchestrator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import grpc
+from google.protobuf import json_format
+from pantree.domain.v1 import history_pb2, product_pb2
+from pantree.orchestrator.v1 import orchestrator_service_pb2 as pb
+from pantree.orchestrator.v1.orchestrator_service_pb2_grpc import OrchestratorServiceStub
+from rich.console import Console
+
+from pantree_common import config as config_loader
+from pantree_common import logging as pantree_logging
+from pantree_common.client import create_channel
+from pantree_common.domain.dates import to_epoch_day
+from pantree_common.errors import ConfigError, bad_request_violations
+from services import render
+from services.mesh import STEPS, MeshConfig, create_mesh_server, log_config
+
+DEFAULT_TARGET = "localhost:50051"
+DEMO_ITEMS = "milk, eggs, whole wheat bread, bananas, coffee, greek yogurt, paper towels"
+
+
+def _load_config(overrides: dict[str, str]) -> MeshConfig:
+    env = config_loader.environment()
+    env.update(overrides)
+    return config_loader.load(MeshConfig, env)
+
+
+async def _serve(steps: Sequence[str], config: MeshConfig) -> None:
+    pantree_logging.configure(config.logging.level)
+    log_config(config)
+    server = create_mesh_server(steps, config)
+    await server.serve_until_signalled()
+
+
+def serve_main(step: str) -> None:
+    """Entry point of `python -m services.<step>`: serve one step from the environment."""
+    try:
+        asyncio.run(_serve(STEPS if step == "all" else [step], _load_config({})))
+    except ConfigError as exc:
+        sys.exit(f"configuration error: {exc.message}")
+
+
+def _seed_request(args: argparse.Namespace) -> pb.ProcessSeedRequest:
+    items = [name.strip() for name in args.items.split(",")]
+    return pb.ProcessSeedRequest(
+        customer_id=args.customer_id,
+        archetype=args.archetype,
+        seed_items=[product_pb2.SeedItem(name=name) for name in items],
+        months=args.months,
+        random_seed=args.seed,
+        max_offers=args.max_offers,
+    )
+
+
+async def _stream(
+    target: str, request: pb.ProcessSeedRequest, config: MeshConfig, timeout_s: float
+) -> AsyncIterator[pb.ProcessSeedResponse]:
+    async with create_channel(target, config.client, config.server.max_message_bytes) as channel:
+        async for event in OrchestratorServiceStub(channel).ProcessSeed(request, timeout=timeout_s):
+            yield event
+
+
+def _fail(error: grpc.aio.AioRpcError, console: Console) -> int:
+    console.print(f"[red]error: {error.code().name}: {error.details()}[/red]", highlight=False)
+    for violation in bad_request_violations(error):
+        console.print(f"  {violation.field}: {violation.description}", highlight=False)
+    return 1
+
+
+def _json_line(message: object) -> str:
+    return json.dumps(json_format.MessageToDict(message))  # type: ignore[arg-type]
+
+
+async def _process_seed(args: argparse.Namespace, config: MeshConfig) -> int:
+    console = Console(stderr=args.json)
+    try:
+        async for event in _stream(args.target, _seed_request(args), config, args.timeout):
+            if args.json:
+                print(_json_line(event), flush=True)
+            else:
+                render.event(console, event)
+    except grpc.aio.AioRpcError as exc:
+        return _fail(exc, console)
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    overrides = {
+        "PORT": "0",
+        "PANTREE_HOST": "127.0.0.1",
+        "PANTREE_SIMULATION_MONTH_DELAY_MS": str(args.delay_ms),
+        "PANTREE_LOG_LEVEL": "WARNING",
+    }
+    if args.data_dir:
+        overrides["PANTREE_DATA_DIR"] = args.data_dir
+    config = _load_config(overrides)
+    pantree_logging.configure(config.logging.level, sys.stderr)
+    server = create_mesh_server(STEPS, config)
+    console = Console()
+    await server.start()
+    try:
+        console.print(
+            f"[bold]Pantree[/bold] mesh serving on {server.address} "
+            f"(grpcurl -plaintext {server.address} list)"
+        )
+        args.target = server.address
+        return await _process_seed(args, config)
+    finally:
+        await server.stop(grace=1.0)
+
+
+def _read_history(path: Path) -> history_pb2.PurchaseHistory:
+    try:
+        return json_format.Parse(path.read_text(encoding="utf-8"), history_pb2.PurchaseHistory())
+    except (OSError, json_format.ParseError) as exc:
+        raise SystemExit(f"cannot read a PurchaseHistory from {path}: {exc}") from None
+
+
+async def _recommend(args: argparse.Namespace, config: MeshConfig) -> int:
+    request = pb.RecommendRequest(
+        history=_read_history(Path(args.history)),
+        archetype=args.archetype,
+        as_of_epoch_day=to_epoch_day(dt.date.fromisoformat(args.as_of)) if args.as_of else 0,
+        max_offers=args.max_offers,
+        include_analysis=args.analysis,
+    )
+    console = Console(stderr=args.json)
+    async with create_channel(
+        args.target, config.client, config.server.max_message_bytes
+    ) as channel:
+        try:
+            response = await OrchestratorServiceStub(channel).Recommend(
+                request, timeout=args.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            return _fail(exc, console)
+    if args.json:
+        print(_json_line(response))
+    else:
+        render.offers(console, response.offers, response.scored_by)
+    return 0
+
+
+async def _archetypes(args: argparse.Namespace, config: MeshConfig) -> int:
+    console = Console()
+    async with create_channel(
+        args.target, config.client, config.server.max_message_bytes
+    ) as channel:
+        try:
+            response = await OrchestratorServiceStub(channel).ListArchetypes(
+                pb.ListArchetypesRequest(), timeout=args.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            return _fail(exc, console)
+    for archetype in response.archetypes:
+        console.print(f"[bold]{archetype.archetype_id}[/bold]: {archetype.description}")
+    return 0
+
+
+def _add_seed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--archetype", default="busy_family", help="shopper archetype (see `pantree archetypes`)"
+    )
+    parser.add_argument("--items", default=DEMO_ITEMS, help="comma-separated seed items")
+    parser.add_argument("--months", type=int, default=6, help="months to simulate (1-24)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
+    parser.add_argument("--customer-id", default="", help="shopper id (default: from the seed)")
+    parser.add_argument("--max-offers", type=int, default=0, help="most offers (default 10)")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object per stream event"
+    )
+
+
+def _client_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default=DEFAULT_TARGET, help="orchestrator host:port")
+    parser.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pantree", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve one step, or all of them on one port")
+    serve.add_argument("step", choices=["all", *STEPS])
+    serve.add_argument("--port", type=int, help="port (default: $PORT or 50051)")
+    serve.add_argument("--host", help="bind address (default: $PANTREE_HOST or [::])")
+
+    demo = commands.add_parser("demo", help="start the mesh in-process and stream a seed")
+    _add_seed_arguments(demo)
+    demo.add_argument(
+        "--delay-ms",
+        type=int,
+        default=250,
+        help="pause between simulated months, to watch the stream",
+    )
+    demo.add_argument("--data-dir", default="", help="data directory (default: $PANTREE_DATA_DIR)")
+    demo.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
+
+    seed = commands.add_parser("process-seed", help="call ProcessSeed and show the stream")
+    _add_seed_arguments(seed)
+    _client_arguments(seed)
+
+    recommend = commands.add_parser("recommend", help="call Recommend for a history file")
+    recommend.add_argument(
+        "--history", required=True, help="JSON file holding a pantree.domain.v1.PurchaseHistory"
+    )
+    recommend.add_argument("--archetype", default="", help="shopper archetype, if known")
+    recommend.add_argument("--as-of", default="", help="analysis date YYYY-MM-DD (default today)")
+    recommend.add_argument("--max-offers", type=int, default=0, help="most offers (default 10)")
+    recommend.add_argument("--analysis", action="store_true", help="include the analysis")
+    recommend.add_argument("--json", action="store_true", help="print the response as JSON")
+    _client_arguments(recommend)
+
+    archetypes = commands.add_parser("archetypes", help="list the shopper archetypes")
+    _client_arguments(archetypes)
+
+    settings = commands.add_parser("config", help="print every setting with its default")
+    settings.add_argument("--format", choices=["env", "markdown"], default="env",
+                          help="env: a .env.example file; markdown: the README table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    overrides: dict[str, str] = {}
+    if args.command == "serve":
+        if args.port is not None:
+            overrides["PORT"] = str(args.port)
+        if args.host:
+            overrides["PANTREE_HOST"] = args.host
+    if args.command == "config":
+        render_settings = {"env": config_loader.env_example, "markdown": config_loader.markdown_table}
+        print(render_settings[args.format](MeshConfig()), end="")
+        sys.exit(0)
+    try:
+        if args.command == "demo":
+            code = asyncio.run(_demo(args))
+        else:
+            config = _load_config(overrides)
+            if args.command == "serve":
+                asyncio.run(_serve(STEPS if args.step == "all" else [args.step], config))
+                code = 0
+            else:
+                run = {
+                    "process-seed": _process_seed,
+                    "recommend": _recommend,
+                    "archetypes": _archetypes,
+                }[args.command]
+                code = asyncio.run(run(args, config))
+    except ConfigError as exc:
+        sys.exit(f"configuration error: {exc.message}")
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

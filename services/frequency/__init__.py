@@ -1,0 +1,1 @@
+"""Frequency step: repurchase rhythms of every product a shopper buys."""

@@ -1,0 +1,1 @@
+"""Insights step: categories, related products, suggested intervals and reasons for candidates."""

@@ -1,0 +1,5 @@
+"""`python -m services.insights`: this step alone, configured by the environment."""
+
+from services.cli import serve_main
+
+serve_main("insights")

@@ -1,0 +1,210 @@
+"""Rule-based insights, used when no language model is configured or its answer is rejected.
+
+Every sentence is built only from the numbers in the request and the catalog, so a fallback
+insight can never claim something the data does not say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pantree.domain.v1 import analysis_pb2, offer_pb2, product_pb2
+from pantree.insights.v1 import insights_service_pb2 as insights_pb2
+
+from pantree_common.domain import catalog
+from pantree_common.domain.history import (
+    MAX_CATEGORY_CHARS,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    check_price,
+    check_text,
+)
+from pantree_common.errors import Collector
+
+MAX_CANDIDATES = 200
+MAX_SIMILAR_PRODUCTS = 50
+MAX_RELATED = 5
+RELATED_MIN_SIMILARITY = 0.5
+"""Cosine similarity below which a vector-search match is too loose to call related."""
+DEFAULT_INTERVAL_DAYS = 14.0
+"""Cold-start interval for a category the catalog does not know: a fortnightly shop."""
+MIN_INTERVAL_DAYS = 1.0
+MAX_INTERVAL_DAYS = 365.0
+MAX_REASONING_CHARS = 500
+MAX_QUOTED_CHARS = 60
+"""Longest name or category shown in a reason; names are data and must not crowd out numbers."""
+UNKNOWN_CATEGORY = "other"
+# Statistics the rules read; negative or non-finite values would put nonsense in the reason.
+_USED_STATISTICS = (
+    "purchase_days",
+    "mean_interval_days",
+    "median_interval_days",
+    "std_interval_days",
+    "coefficient_of_variation",
+    "days_since_last_purchase",
+)
+
+
+def validate_candidates(request: insights_pb2.EnrichCandidatesRequest) -> None:
+    """Check an EnrichCandidates request; raises InvalidArgument naming every bad field."""
+    errors = Collector()
+    count = len(request.candidates)
+    if not 1 <= count <= MAX_CANDIDATES:
+        errors.add("candidates", f"must hold 1 to {MAX_CANDIDATES} candidates, got {count}")
+    seen: set[str] = set()
+    for i, candidate in enumerate(request.candidates[:MAX_CANDIDATES]):
+        path = f"candidates[{i}]"
+        product = candidate.product
+        product_id = product.product_id
+        check_text(errors, product_id, f"{path}.product.product_id", MAX_ID_CHARS, required=True)
+        if product_id.strip() and product_id in seen:
+            errors.add(f"{path}.product.product_id", f"duplicate product_id {product_id[:64]!r}")
+        seen.add(product_id)
+        check_text(errors, product.name, f"{path}.product.name", MAX_NAME_CHARS, required=True)
+        check_text(errors, product.category, f"{path}.product.category", MAX_CATEGORY_CHARS,
+                   required=False)
+        statistics = candidate.statistics
+        if statistics.product_id not in ("", product_id):
+            errors.add(f"{path}.statistics.product_id",
+                       "must be empty or equal to product.product_id")
+        for name in _USED_STATISTICS:
+            check_price(errors, getattr(statistics, name), f"{path}.statistics.{name}")
+        matches = len(candidate.similar_products)
+        if matches > MAX_SIMILAR_PRODUCTS:
+            errors.add(f"{path}.similar_products",
+                       f"at most {MAX_SIMILAR_PRODUCTS} matches, got {matches}")
+    catalog.check_archetype(errors, request.archetype, required=False)
+    errors.raise_if_any()
+
+
+def enrich(candidates: Sequence[insights_pb2.Candidate], archetype: str) -> list[offer_pb2.Insight]:
+    """One fallback insight per candidate, in request order; the request is already validated."""
+    shopper = catalog.ARCHETYPES.get(archetype)
+    return [_insight(candidate, shopper) for candidate in candidates]
+
+
+def _insight(
+    candidate: insights_pb2.Candidate, shopper: catalog.Archetype | None
+) -> offer_pb2.Insight:
+    category = category_of(candidate.product)
+    related = related_products(candidate)
+    interval = suggested_interval_days(candidate.statistics, category, shopper)
+    return offer_pb2.Insight(
+        product_id=candidate.product.product_id,
+        category=category,
+        related_products=related,
+        suggested_interval_days=interval,
+        reasoning=reasoning(candidate.statistics, category, interval, related, shopper),
+        source=offer_pb2.INSIGHT_SOURCE_FALLBACK,
+    )
+
+
+def category_of(product: product_pb2.Product) -> str:
+    """The product's own category, else the catalog's for its id, else "other"."""
+    known = catalog.products_by_id().get(product.product_id)
+    return product.category.strip() or (known.category if known else UNKNOWN_CATEGORY)
+
+
+def related_products(candidate: insights_pb2.Candidate) -> list[product_pb2.ProductMatch]:
+    """Close matches other than the candidate itself, each product once, best first."""
+    # Filtering first also drops NaN similarities, which would scramble the sort.
+    close = [m for m in candidate.similar_products if m.similarity >= RELATED_MIN_SIMILARITY]
+    seen = {candidate.product.product_id}
+    related: list[product_pb2.ProductMatch] = []
+    for match in sorted(close, key=lambda m: -m.similarity):
+        product_id = match.product.product_id
+        if product_id.strip() and product_id not in seen:
+            related.append(match)
+            seen.add(product_id)
+            if len(related) == MAX_RELATED:
+                break
+    return related
+
+
+def suggested_interval_days(
+    statistics: analysis_pb2.ItemStatistics, category: str, shopper: catalog.Archetype | None
+) -> float:
+    """The shopper's own rhythm when there is one, else the category's scaled to the household.
+
+    With >= 2 purchase days the median is blended toward the mean by regularity = 1 / (1 + CV):
+    a regular rhythm trusts the mean (it uses every interval), an erratic one the median (it
+    ignores the odd long gap). Cold items take the category's typical interval (14 days when the
+    category is unknown) times the archetype's interval factor. Clamped to 1-365 days, 0.1 day.
+    """
+    if statistics.purchase_days >= 2:
+        regularity = 1 / (1 + statistics.coefficient_of_variation)
+        median = statistics.median_interval_days
+        days = median + regularity * (statistics.mean_interval_days - median)
+    else:
+        days = _typical_interval_days(category) * (shopper.interval_factor if shopper else 1.0)
+    return round(min(max(days, MIN_INTERVAL_DAYS), MAX_INTERVAL_DAYS), 1)
+
+
+def _typical_interval_days(category: str) -> float:
+    known = catalog.CATEGORIES.get(category)
+    return known.typical_interval_days if known else DEFAULT_INTERVAL_DAYS
+
+
+def reasoning(
+    statistics: analysis_pb2.ItemStatistics,
+    category: str,
+    interval_days: float,
+    related: Sequence[product_pb2.ProductMatch],
+    shopper: catalog.Archetype | None,
+) -> str:
+    """One or two sentences from the statistics; at most MAX_REASONING_CHARS by construction
+    (numbers are short, every name is quoted and trimmed to MAX_QUOTED_CHARS)."""
+    parts = [rhythm_sentence(statistics)]
+    if statistics.purchase_days < 2:
+        parts.append(_cold_sentence(category, interval_days, shopper))
+    if related:
+        best = related[0].product
+        parts.append(f"Similar to {quote(best.name or best.product_id)}.")
+    return " ".join(parts)
+
+
+def rhythm_sentence(statistics: analysis_pb2.ItemStatistics) -> str:
+    """What the history says about one product, e.g. "Bought 6 times, every 13 days ± 2 on
+    average; last bought 4 days ago." Shared with the recommendation step's reasons."""
+    ago = _ago(statistics.days_since_last_purchase)
+    if statistics.purchase_days >= 2:
+        spread = statistics.std_interval_days
+        plus_minus = f" ± {number(spread)}" if spread > 0 else ""
+        return (f"Bought {statistics.purchase_days} times, every "
+                f"{number(statistics.mean_interval_days)} days{plus_minus} on average; "
+                f"last bought {ago}.")
+    if statistics.purchase_days == 1:
+        return f"Bought once, {ago}."
+    return "Not bought yet."
+
+
+def _cold_sentence(category: str, interval_days: float, shopper: catalog.Archetype | None) -> str:
+    typical = number(_typical_interval_days(category))
+    if category in catalog.CATEGORIES:
+        text = f"{category.capitalize()} is typically rebought every {typical} days"
+    else:
+        text = f"No typical interval is known for {quote(category)}, so {typical} days is assumed"
+    if shopper:
+        text += f" ({number(interval_days)} for {shopper.display_name.lower()} shoppers)"
+    return text + "."
+
+
+def _ago(days: int) -> str:
+    if days == 0:
+        return "today"
+    return "1 day ago" if days == 1 else f"{days} days ago"
+
+
+def number(value: float) -> str:
+    """A number as a reader wants it: at most one decimal, no trailing ".0"."""
+    return f"{round(value, 1):g}"
+
+
+def quote(text: str) -> str:
+    """Show data (a product name, a category) as one quoted, trimmed line, so that quotes,
+    newlines or instructions inside it cannot pass for part of the sentence."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    flat = flat.replace('"', "'")
+    if len(flat) > MAX_QUOTED_CHARS:
+        flat = flat[: MAX_QUOTED_CHARS - 1].rstrip() + "…"
+    return f'"{flat}"'

@@ -1,0 +1,87 @@
+"""Settings of the orchestrator: where the steps are and how long a call may take."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pantree_common.config import setting
+from pantree_common.errors import ConfigError
+
+STEP_NAMES = ("simulation", "vectors", "frequency", "insights", "recommendation")
+
+
+@dataclass(frozen=True)
+class OrchestratorConfig:
+    """Upstream addresses and per-call budgets."""
+
+    simulation_addr: str = setting(
+        "SIMULATION_SERVICE_ADDR", "", "host:port of the simulation step; empty: this server."
+    )
+    """Empty is only valid when the step is served by the same process (`serve all`)."""
+    vectors_addr: str = setting(
+        "VECTORS_SERVICE_ADDR", "", "host:port of the vectors step; empty: this server."
+    )
+    """See simulation_addr."""
+    frequency_addr: str = setting(
+        "FREQUENCY_SERVICE_ADDR", "", "host:port of the frequency step; empty: this server."
+    )
+    """See simulation_addr."""
+    insights_addr: str = setting(
+        "INSIGHTS_SERVICE_ADDR", "", "host:port of the insights step; empty: this server."
+    )
+    """See simulation_addr."""
+    recommendation_addr: str = setting(
+        "RECOMMENDATION_SERVICE_ADDR",
+        "",
+        "host:port of the recommendation step; empty: this server.",
+    )
+    """See simulation_addr."""
+    process_seed_timeout_s: float = setting(
+        "PANTREE_PROCESS_SEED_TIMEOUT_S",
+        30.0,
+        "Deadline of a ProcessSeed stream whose caller set none, in seconds.",
+    )
+    """A caller's own shorter deadline always wins."""
+    recommend_timeout_s: float = setting(
+        "PANTREE_RECOMMEND_TIMEOUT_S",
+        5.0,
+        "Deadline of a Recommend call whose caller set none, in seconds.",
+    )
+    """A caller's own shorter deadline always wins."""
+    enriched_candidates: int = setting(
+        "PANTREE_ENRICHED_CANDIDATES",
+        20,
+        "How many top products get similar-product search and insights (1-200).",
+    )
+    """Bounds the work per request on the vectors and insights steps."""
+    related_top_k: int = setting(
+        "PANTREE_RELATED_TOP_K", 5, "Similar products looked up per candidate (1-50)."
+    )
+    """top_k of the batched similar-product search."""
+
+    def validate(self) -> None:
+        if self.process_seed_timeout_s <= 0 or self.recommend_timeout_s <= 0:
+            raise ConfigError(
+                "PANTREE_PROCESS_SEED_TIMEOUT_S and PANTREE_RECOMMEND_TIMEOUT_S must be > 0"
+            )
+        if not 1 <= self.enriched_candidates <= 200:
+            raise ConfigError(
+                f"PANTREE_ENRICHED_CANDIDATES must be 1-200, got {self.enriched_candidates}"
+            )
+        if not 1 <= self.related_top_k <= 50:
+            raise ConfigError(f"PANTREE_RELATED_TOP_K must be 1-50, got {self.related_top_k}")
+
+    def upstreams(self, own_address: str, local_steps: frozenset[str]) -> dict[str, str]:
+        """Address of every step; an empty setting means this server, if it serves the step."""
+        addresses: dict[str, str] = {}
+        for step in STEP_NAMES:
+            address = getattr(self, f"{step}_addr")
+            if not address:
+                if step not in local_steps:
+                    raise ConfigError(
+                        f"{step.upper()}_SERVICE_ADDR must be set: the {step} step is not served "
+                        "by this process"
+                    )
+                address = own_address
+            addresses[step] = address
+        return addresses

@@ -1,0 +1,253 @@
+"""The orchestrator's logic: compose the steps, only through their gRPC stubs."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+from pantree.domain.v1 import analysis_pb2, history_pb2, offer_pb2, product_pb2
+from pantree.frequency.v1 import frequency_service_pb2 as frequency_pb
+from pantree.insights.v1 import insights_service_pb2 as insights_pb
+from pantree.orchestrator.v1 import orchestrator_service_pb2 as pb
+from pantree.recommendation.v1 import recommendation_service_pb2 as recommendation_pb
+from pantree.simulation.v1 import simulation_service_pb2 as simulation_pb
+from pantree.vectors.v1 import vectors_service_pb2 as vectors_pb
+
+from pantree_common import context
+from pantree_common.domain import catalog
+from pantree_common.domain.dates import from_proto, to_epoch_day
+from pantree_common.domain.history import history_from_months
+from pantree_common.domain.seed import seed_spec
+from pantree_common.errors import UpstreamError
+from services.orchestrator.config import OrchestratorConfig
+
+if TYPE_CHECKING:
+    from pantree.frequency.v1.frequency_service_pb2_grpc import FrequencyServiceAsyncStub
+    from pantree.insights.v1.insights_service_pb2_grpc import InsightsServiceAsyncStub
+    from pantree.recommendation.v1.recommendation_service_pb2_grpc import (
+        RecommendationServiceAsyncStub,
+    )
+    from pantree.simulation.v1.simulation_service_pb2_grpc import SimulationServiceAsyncStub
+    from pantree.vectors.v1.vectors_service_pb2_grpc import VectorServiceAsyncStub
+
+Stage = pb.ProcessStage
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Async stubs of the five pipeline steps."""
+
+    simulation: SimulationServiceAsyncStub
+    vectors: VectorServiceAsyncStub
+    frequency: FrequencyServiceAsyncStub
+    insights: InsightsServiceAsyncStub
+    recommendation: RecommendationServiceAsyncStub
+
+
+@contextmanager
+def step_errors(step: str) -> Iterator[None]:
+    """Report a failed step call under the step's name, keeping its status code."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as exc:
+        raise UpstreamError.from_rpc_error(step, exc) from None
+
+
+def bound_deadline(default_s: float) -> None:
+    """Give the current call a deadline when its caller set none, so no step call is unbounded."""
+    if context.deadline.get() is None:
+        context.deadline.set(time.monotonic() + default_s)
+
+
+def _progress(stage: int, message: str, percent: int) -> pb.ProcessSeedResponse:
+    return pb.ProcessSeedResponse(
+        progress=pb.Progress(stage=stage, message=message, percent_complete=percent)  # type: ignore[arg-type]
+    )
+
+
+class Pipeline:
+    def __init__(
+        self, steps: Steps, config: OrchestratorConfig, today: Callable[[], dt.date]
+    ) -> None:
+        self._steps = steps
+        self._config = config
+        self._today = today
+
+    async def archetypes(self) -> list[simulation_pb.Archetype]:
+        with step_errors("simulation"):
+            response = await self._steps.simulation.ListArchetypes(
+                simulation_pb.ListArchetypesRequest()
+            )
+        return list(response.archetypes)
+
+    async def process_seed(
+        self, request: pb.ProcessSeedRequest
+    ) -> AsyncIterator[pb.ProcessSeedResponse]:
+        """Stream progress, each month as the simulation yields it, the analysis, the offers and
+        a summary."""
+        started = time.perf_counter()
+        bound_deadline(self._config.process_seed_timeout_s)
+        start_date = request.start_date if request.HasField("start_date") else None
+        spec = seed_spec(
+            customer_id=request.customer_id,
+            archetype=request.archetype,
+            seed_items=request.seed_items,
+            months=request.months,
+            random_seed=request.random_seed,
+            start_date=start_date,
+            today=self._today(),
+        )
+        customer_id = spec.customer_id or f"seed-{spec.random_seed}"
+        yield _progress(Stage.PROCESS_STAGE_SIMULATING, f"Simulating {spec.months} months", 0)
+        months: list[history_pb2.SimulatedMonth] = []
+        simulation = self._steps.simulation.SimulateHistory(
+            simulation_pb.SimulateHistoryRequest(
+                customer_id=customer_id,
+                archetype=request.archetype,
+                seed_items=request.seed_items,
+                months=spec.months,
+                random_seed=spec.random_seed,
+                start_date=start_date,
+            )
+        )
+        with step_errors("simulation"):
+            async for response in simulation:
+                months.append(response.month)
+                yield pb.ProcessSeedResponse(month=response.month)
+        history = history_from_months(customer_id, months, catalog.products_by_id()).to_proto()
+        as_of = to_epoch_day(from_proto(months[-1].end_date, "end_date"))
+
+        yield _progress(Stage.PROCESS_STAGE_ANALYZING, "Measuring purchase rhythms", 60)
+        analysis = await self._analyze(history, as_of)
+        yield pb.ProcessSeedResponse(analysis=analysis)
+
+        yield _progress(Stage.PROCESS_STAGE_EMBEDDING, "Embedding the profile", 70)
+        with step_errors("vectors"):
+            _, similar = await asyncio.gather(
+                self._steps.vectors.UpsertCustomerProfile(
+                    vectors_pb.UpsertCustomerProfileRequest(history=history)
+                ),
+                self._similar(history, analysis),
+            )
+        yield _progress(Stage.PROCESS_STAGE_ENRICHING, "Explaining the candidates", 80)
+        insights = await self._insights(history, analysis, similar, request.archetype)
+        yield _progress(Stage.PROCESS_STAGE_RANKING, "Ranking subscription offers", 90)
+        ranked = await self._rank(
+            history, analysis, insights, request.archetype, request.max_offers
+        )
+        yield pb.ProcessSeedResponse(
+            recommendations=pb.Recommendations(offers=ranked.offers, scored_by=ranked.scored_by)
+        )
+        yield pb.ProcessSeedResponse(
+            summary=pb.Summary(
+                customer_id=customer_id,
+                month_count=len(months),
+                purchase_count=sum(len(m.purchases) for m in months),
+                total_spend_usd=round(sum(m.total_spend_usd for m in months), 2),
+                offer_count=len(ranked.offers),
+                yearly_savings_usd=round(sum(o.yearly_savings_usd for o in ranked.offers), 2),
+                elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        )
+
+    async def recommend(self, request: pb.RecommendRequest) -> pb.RecommendResponse:
+        """Offers for a given history: frequency, then vectors and insights, then ranking."""
+        bound_deadline(self._config.recommend_timeout_s)
+        history = request.history
+        analysis = await self._analyze(history, request.as_of_epoch_day)
+        similar = await self._similar(history, analysis)
+        insights = await self._insights(history, analysis, similar, request.archetype)
+        ranked = await self._rank(
+            history, analysis, insights, request.archetype, request.max_offers
+        )
+        return pb.RecommendResponse(
+            offers=ranked.offers,
+            scored_by=ranked.scored_by,
+            analysis=analysis if request.include_analysis else None,
+        )
+
+    async def _analyze(
+        self, history: history_pb2.PurchaseHistory, as_of_epoch_day: int
+    ) -> analysis_pb2.HistoryAnalysis:
+        with step_errors("frequency"):
+            response = await self._steps.frequency.AnalyzeHistory(
+                frequency_pb.AnalyzeHistoryRequest(history=history, as_of_epoch_day=as_of_epoch_day)
+            )
+        return response.analysis
+
+    def _candidates(
+        self, analysis: analysis_pb2.HistoryAnalysis
+    ) -> list[analysis_pb2.ItemStatistics]:
+        """The products worth enriching: rhythmic ones, best first, bounded."""
+        rhythmic = [item for item in analysis.items if item.meets_minimum_purchases]
+        return rhythmic[: self._config.enriched_candidates]
+
+    async def _similar(
+        self, history: history_pb2.PurchaseHistory, analysis: analysis_pb2.HistoryAnalysis
+    ) -> list[Sequence[product_pb2.ProductMatch]]:
+        """Similar products per candidate, in candidate order, from one batched search."""
+        candidates = self._candidates(analysis)
+        if not candidates:
+            return []
+        names = {p.product_id: p.name for p in history.products}
+        with step_errors("vectors"):
+            response = await self._steps.vectors.SearchSimilarProducts(
+                vectors_pb.SearchSimilarProductsRequest(
+                    query_texts=[names[item.product_id] for item in candidates],
+                    top_k=self._config.related_top_k,
+                    exclude_product_ids=list(names),
+                )
+            )
+        return [result.matches for result in response.results]
+
+    async def _insights(
+        self,
+        history: history_pb2.PurchaseHistory,
+        analysis: analysis_pb2.HistoryAnalysis,
+        similar: list[Sequence[product_pb2.ProductMatch]],
+        archetype: str,
+    ) -> Sequence[offer_pb2.Insight]:
+        candidates = self._candidates(analysis)
+        if not candidates:
+            return []
+        products = {p.product_id: p for p in history.products}
+        with step_errors("insights"):
+            response = await self._steps.insights.EnrichCandidates(
+                insights_pb.EnrichCandidatesRequest(
+                    candidates=[
+                        insights_pb.Candidate(
+                            product=products[item.product_id],
+                            statistics=item,
+                            similar_products=matches,
+                        )
+                        for item, matches in zip(candidates, similar, strict=True)
+                    ],
+                    archetype=archetype,
+                )
+            )
+        return response.insights
+
+    async def _rank(
+        self,
+        history: history_pb2.PurchaseHistory,
+        analysis: analysis_pb2.HistoryAnalysis,
+        insights: Sequence[offer_pb2.Insight],
+        archetype: str,
+        max_offers: int,
+    ) -> recommendation_pb.RankCandidatesResponse:
+        with step_errors("recommendation"):
+            return await self._steps.recommendation.RankCandidates(
+                recommendation_pb.RankCandidatesRequest(
+                    analysis=analysis,
+                    products=history.products,
+                    insights=insights,
+                    archetype=archetype,
+                    max_offers=max_offers,
+                )
+            )

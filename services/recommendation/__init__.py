@@ -1,0 +1,1 @@
+"""Recommendation step: ranks analysed products and turns the best into Subscribe & Save offers."""

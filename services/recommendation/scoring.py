@@ -1,0 +1,192 @@
+"""Heuristic ranking, used when no trained model is available: repurchase statistics become
+Subscribe & Save offers with a delivery interval, a quantity and the money saved."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from pantree.domain.v1 import analysis_pb2, offer_pb2, product_pb2
+from pantree.recommendation.v1 import recommendation_service_pb2 as recommendation_pb2
+
+from pantree_common.domain import catalog, dates
+from pantree_common.domain.history import check_products, check_text
+from pantree_common.errors import Collector
+from services.insights.fallback import MAX_REASONING_CHARS, rhythm_sentence
+from services.recommendation.config import MAX_INTERVAL_DAYS, MAX_OFFERS, RecommendationConfig
+
+RECENCY_SHARE = 0.2
+"""Part of the score taken from recency_weight; the rest is confidence / 100. Confidence says
+whether there is a rhythm, recency whether the shopper still keeps it: of two equally regular
+products, the overdue one (perhaps dropped) ranks lower."""
+MAX_RELATED = 10
+_LAST_EPOCH_DAY = dates.to_epoch_day(dt.date.max)
+# Statistics the ranking reads, with their allowed ranges; anything else would make a nonsense
+# score, interval or date.
+_ITEM_RANGES: tuple[tuple[str, float, float], ...] = (
+    ("confidence", 0, 100),
+    ("recency_weight", 0, 1),
+    ("median_interval_days", 0, math.inf),
+    ("quantity_per_day", 0, math.inf),
+    ("mean_unit_price_usd", 0, math.inf),
+    ("next_purchase_epoch_day", 0, _LAST_EPOCH_DAY),
+)
+
+
+class Savings(NamedTuple):
+    """Money saved by a subscription, in US dollars rounded to cents."""
+
+    per_delivery: float
+    monthly: float
+    yearly: float
+
+
+def validate_rank_request(request: recommendation_pb2.RankCandidatesRequest) -> None:
+    """Check a RankCandidates request; raises InvalidArgument naming every bad field. An empty
+    analysis is valid: it yields no offers."""
+    errors = Collector()
+    check_products(errors, request.products, "products")
+    known = {product.product_id for product in request.products}
+    analysis = request.analysis
+    _check_range(errors, analysis.as_of_epoch_day, "analysis.as_of_epoch_day", 0,
+                 _LAST_EPOCH_DAY - 1)
+    seen: set[str] = set()
+    for i, item in enumerate(analysis.items):
+        path = f"analysis.items[{i}]"
+        _check_product_id(errors, item.product_id, known, seen, f"{path}.product_id")
+        for name, low, high in _ITEM_RANGES:
+            _check_range(errors, getattr(item, name), f"{path}.{name}", low, high)
+        if item.meets_minimum_purchases and not item.median_interval_days > 0:
+            errors.add(f"{path}.median_interval_days",
+                       "must be > 0 when meets_minimum_purchases is set")
+    seen = set()
+    for i, insight in enumerate(request.insights):
+        path = f"insights[{i}]"
+        _check_product_id(errors, insight.product_id, known, seen, f"{path}.product_id")
+        _check_range(errors, insight.suggested_interval_days, f"{path}.suggested_interval_days",
+                     1, MAX_INTERVAL_DAYS)
+        check_text(errors, insight.reasoning, f"{path}.reasoning", MAX_REASONING_CHARS,
+                   required=False)
+        if len(insight.related_products) > MAX_RELATED:
+            errors.add(f"{path}.related_products",
+                       f"at most {MAX_RELATED} products, got {len(insight.related_products)}")
+    if request.max_offers != 0 and not 1 <= request.max_offers <= MAX_OFFERS:
+        errors.add("max_offers",
+                   f"must be 0 (server default) or 1 to {MAX_OFFERS}, got {request.max_offers}")
+    catalog.check_archetype(errors, request.archetype, required=False)
+    errors.raise_if_any()
+
+
+def _check_product_id(
+    errors: Collector, product_id: str, known: set[str], seen: set[str], field: str
+) -> None:
+    """Each entry must describe a product of the request, and only once."""
+    if product_id not in known:
+        errors.add(field, f"product_id {product_id[:64]!r} is not in products")
+    elif product_id in seen:
+        errors.add(field, f"duplicate product_id {product_id[:64]!r}")
+    seen.add(product_id)
+
+
+def _check_range(errors: Collector, value: float, field: str, low: float, high: float) -> None:
+    if not (math.isfinite(value) and low <= value <= high):
+        bounds = f">= {low:g}" if high == math.inf else f"from {low:g} to {high:g}"
+        errors.add(field, f"must be a finite number {bounds}, got {value}")
+
+
+def rank(
+    request: recommendation_pb2.RankCandidatesRequest, config: RecommendationConfig
+) -> recommendation_pb2.RankCandidatesResponse:
+    """The best offers first, at most max_offers; the request is already validated."""
+    products = {product.product_id: product for product in request.products}
+    insights = {insight.product_id: insight for insight in request.insights}
+    eligible = [
+        item for item in request.analysis.items
+        if _eligible(item, products[item.product_id], insights.get(item.product_id), config)
+    ]
+    eligible.sort(key=lambda item: (-score(item), item.product_id))
+    kept = eligible[: request.max_offers or config.default_max_offers]
+    bulk = len(kept) >= config.bulk_discount_min_offers
+    discount = config.bulk_discount_percent if bulk else config.discount_percent
+    grid = config.grid
+    offers = [
+        _offer(item, products[item.product_id], insights.get(item.product_id), position=position,
+               discount_percent=discount, grid=grid,
+               as_of_epoch_day=request.analysis.as_of_epoch_day)
+        for position, item in enumerate(kept, start=1)
+    ]
+    return recommendation_pb2.RankCandidatesResponse(
+        offers=offers, scored_by=offer_pb2.SCORING_PATH_HEURISTIC
+    )
+
+
+def _eligible(
+    item: analysis_pb2.ItemStatistics,
+    product: product_pb2.Product,
+    insight: offer_pb2.Insight | None,
+    config: RecommendationConfig,
+) -> bool:
+    """A rhythm worth promising on a product a store delivers (fresh bread is not)."""
+    category = catalog.CATEGORIES.get(product.category or (insight.category if insight else ""))
+    subscribable = category is None or category.subscribable
+    confident = item.confidence >= config.min_confidence
+    return item.meets_minimum_purchases and confident and subscribable
+
+
+def score(item: analysis_pb2.ItemStatistics) -> float:
+    """Ranking score in [0, 1]: (1 - RECENCY_SHARE) * confidence / 100 + RECENCY_SHARE * recency."""
+    return (1 - RECENCY_SHARE) * item.confidence / 100 + RECENCY_SHARE * item.recency_weight
+
+
+def snap_to_grid(days: float, grid: Sequence[int]) -> int:
+    """The grid interval nearest to `days`; on a tie the shorter, so the pantry never runs out."""
+    return min(grid, key=lambda option: (abs(option - days), option))
+
+
+def savings(unit_price_usd: float, quantity: float, discount_percent: float,
+            interval_days: int) -> Savings:
+    """Per delivery = price * quantity * discount / 100; per month and year scale the rounded
+    per-delivery amount by 30 / interval and 365 / interval, so the figures agree on screen."""
+    per_delivery = round(unit_price_usd * quantity * discount_percent / 100, 2)
+    return Savings(
+        per_delivery=per_delivery,
+        monthly=round(per_delivery * 30 / interval_days, 2),
+        yearly=round(per_delivery * 365 / interval_days, 2),
+    )
+
+
+def _offer(
+    item: analysis_pb2.ItemStatistics,
+    product: product_pb2.Product,
+    insight: offer_pb2.Insight | None,
+    *,
+    position: int,
+    discount_percent: float,
+    grid: Sequence[int],
+    as_of_epoch_day: int,
+) -> offer_pb2.Offer:
+    predicted = insight.suggested_interval_days if insight else item.median_interval_days
+    interval = snap_to_grid(predicted, grid)
+    quantity = max(1.0, round(item.quantity_per_day * interval, 1))
+    price = product.unit_price_usd or item.mean_unit_price_usd
+    saved = savings(price, quantity, discount_percent, interval)
+    first_delivery = max(as_of_epoch_day + 1, item.next_purchase_epoch_day)
+    return offer_pb2.Offer(
+        product=product,
+        rank=position,
+        score=score(item),
+        confidence=item.confidence,
+        predicted_interval_days=predicted,
+        delivery_interval_days=interval,
+        quantity_per_delivery=quantity,
+        discount_percent=discount_percent,
+        savings_per_delivery_usd=saved.per_delivery,
+        monthly_savings_usd=saved.monthly,
+        yearly_savings_usd=saved.yearly,
+        first_delivery_date=dates.epoch_day_to_proto(first_delivery),
+        reason=(insight.reasoning if insight else "") or rhythm_sentence(item),
+        related_products=insight.related_products if insight else [],
+        insight_source=insight.source if insight else offer_pb2.INSIGHT_SOURCE_UNSPECIFIED,
+    )

@@ -1,0 +1,21 @@
+"""gRPC adapter of the recommendation step."""
+
+from __future__ import annotations
+
+from pantree.recommendation.v1 import recommendation_service_pb2 as pb
+from pantree.recommendation.v1 import recommendation_service_pb2_grpc as pb_grpc
+
+from pantree_common.server import Context
+from services.recommendation.config import RecommendationConfig
+from services.recommendation.scoring import rank, validate_rank_request
+
+
+class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
+    def __init__(self, config: RecommendationConfig) -> None:
+        self._config = config
+
+    async def RankCandidates(
+        self, request: pb.RankCandidatesRequest, context: Context
+    ) -> pb.RankCandidatesResponse:
+        validate_rank_request(request)
+        return rank(request, self._config)

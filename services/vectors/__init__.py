@@ -1,0 +1,1 @@
+"""The vectors step: embeds products and purchase patterns and finds similar products."""

@@ -1,0 +1,138 @@
+"""What the vectors service does, without gRPC: embed, store, summarise and search."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from pantree.domain.v1 import product_pb2
+
+from pantree_common.domain.history import (
+    MAX_PRODUCTS,
+    History,
+    Product,
+    check_products,
+    check_text,
+)
+from pantree_common.errors import Collector, InvalidArgument
+from services.vectors.embedding import Embedder
+from services.vectors.store import StoredMatch, VectorStore
+
+log = logging.getLogger(__name__)
+
+MAX_QUERIES = 200
+MAX_QUERY_CHARS = 200
+DEFAULT_TOP_K = 5
+MAX_TOP_K = 50
+MAX_EXCLUDES = 10_000
+# A product last bought this many days before the history's latest purchase counts half as much
+# in the profile: tastes drift, so the profile follows what the shopper buys now.
+RECENCY_HALF_LIFE_DAYS = 90.0
+
+
+@dataclass(frozen=True)
+class ProfileSummary:
+    """What was stored for a customer."""
+
+    customer_id: str
+    dimensions: int
+    product_count: int
+
+
+def product_text(product: Product) -> str:
+    """The text embedded for a product: the category pulls same-aisle products together."""
+    return f"{product.name} {product.category}".strip()
+
+
+def profile_weights(history: History) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The distinct purchased products (indexes into history.products) and their weights:
+    the number of days each was bought, halved for every RECENCY_HALF_LIFE_DAYS between its
+    last purchase and the history's latest one."""
+    if history.event_count == 0:
+        raise InvalidArgument.single("history.product_indexes",
+                                     "at least one purchase event is required")
+    products, inverse = np.unique(history.product_index, return_inverse=True)
+    product_days = np.unique(np.stack([inverse, history.epoch_day]), axis=1)
+    purchase_days = np.bincount(product_days[0], minlength=products.size)
+    last_day = np.full(products.size, np.iinfo(np.int32).min, dtype=np.int64)
+    np.maximum.at(last_day, inverse, history.epoch_day.astype(np.int64))
+    age_days = int(history.epoch_day.max()) - last_day
+    weights = purchase_days * 0.5 ** (age_days / RECENCY_HALF_LIFE_DAYS)
+    return products.astype(np.int64), weights
+
+
+class VectorIndex:
+    """Ties an Embedder to a VectorStore: what the vectors service does."""
+
+    def __init__(self, embedder: Embedder, store: VectorStore) -> None:
+        self._embedder = embedder
+        self._store = store
+
+    def index_products(self, products: Sequence[Product]) -> tuple[int, int]:
+        """Embed and store products; returns (indexed now, total stored)."""
+        if products:
+            vectors = self._embedder.embed([product_text(p) for p in products])
+            self._store.upsert_products(products, vectors)
+        return len(products), self._store.count_products()
+
+    def upsert_profile(self, history: History) -> ProfileSummary:
+        """Store the customer's purchase-pattern vector: the weighted mean of the vectors of the
+        products bought (see profile_weights), L2-normalised."""
+        indexes, weights = profile_weights(history)
+        vectors = self._embedder.embed([product_text(history.products[i]) for i in indexes])
+        profile = weights @ vectors.astype(np.float64)
+        norm = float(np.linalg.norm(profile))
+        vector = (profile / norm if norm > 0 else profile).astype(np.float32)
+        self._store.upsert_profile(history.customer_id, vector, int(indexes.size))
+        return ProfileSummary(history.customer_id, self._embedder.dimensions, int(indexes.size))
+
+    def search(self, query_texts: Sequence[str], top_k: int,
+               exclude_ids: Collection[str]) -> list[list[StoredMatch]]:
+        """The stored products closest to each text: one embed call and one store search for
+        all queries, so a batch costs one round trip."""
+        if not query_texts:
+            return []
+        vectors = self._embedder.embed(query_texts)
+        return self._store.search_products(vectors, top_k, exclude_ids)
+
+    def ensure_catalog(self, products: Sequence[Product]) -> None:
+        """Index `products` unless the store already holds every one of their ids, so a restart
+        over a persisted store costs one lookup instead of re-embedding the catalog."""
+        wanted = {p.product_id for p in products}
+        missing = wanted - self._store.existing_product_ids(wanted)
+        if missing:
+            indexed, total = self.index_products(products)
+            log.info("indexed %d catalog products (%d were missing); %d stored",
+                     indexed, len(missing), total)
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def validate_search(query_texts: Sequence[str], top_k: int, exclude_ids: Sequence[str]) -> int:
+    """Check a search request against the proto limits; returns the effective top_k."""
+    errors = Collector()
+    if errors.check(1 <= len(query_texts) <= MAX_QUERIES, "query_texts",
+                    f"must hold 1 to {MAX_QUERIES} texts, got {len(query_texts)}"):
+        for i, text in enumerate(query_texts):
+            check_text(errors, text, f"query_texts[{i}]", MAX_QUERY_CHARS, required=True)
+    errors.check(0 <= top_k <= MAX_TOP_K, "top_k",
+                 f"must be 1 to {MAX_TOP_K} (0 means {DEFAULT_TOP_K}), got {top_k}")
+    errors.check(len(exclude_ids) <= MAX_EXCLUDES, "exclude_product_ids",
+                 f"at most {MAX_EXCLUDES} ids, got {len(exclude_ids)}")
+    errors.raise_if_any()
+    return top_k or DEFAULT_TOP_K
+
+
+def validate_products(products: Sequence[product_pb2.Product]) -> list[Product]:
+    """Check an IndexProducts request; every bad field is reported with its path."""
+    errors = Collector()
+    if not errors.check(1 <= len(products) <= MAX_PRODUCTS, "products",
+                        f"must hold 1 to {MAX_PRODUCTS} products, got {len(products)}"):
+        errors.raise_if_any()
+    check_products(errors, products, "products")
+    errors.raise_if_any()
+    return [Product.from_proto(p) for p in products]

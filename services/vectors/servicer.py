@@ -1,0 +1,87 @@
+"""gRPC adapter of the vectors step: the store's blocking calls run in worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from pantree.domain.v1 import product_pb2
+from pantree.vectors.v1 import vectors_service_pb2 as pb
+from pantree.vectors.v1 import vectors_service_pb2_grpc as pb_grpc
+
+from pantree_common.domain import catalog
+from pantree_common.domain.dates import today_epoch_day
+from pantree_common.domain.history import history_from_proto
+from pantree_common.errors import FailedPrecondition
+from pantree_common.server import Context
+from services.vectors.index import VectorIndex, validate_products, validate_search
+
+
+class VectorServicer(pb_grpc.VectorServiceServicer):
+    def __init__(
+        self, open_index: Callable[[], VectorIndex], today: Callable[[], int] = today_epoch_day
+    ) -> None:
+        self._open_index = open_index
+        self._index: VectorIndex | None = None
+        self._today = today
+
+    async def start(self) -> None:
+        """Open the store and make sure the built-in catalog is searchable."""
+        index = await asyncio.to_thread(self._open_index)
+        await asyncio.to_thread(index.ensure_catalog, catalog.products())
+        self._index = index
+
+    async def close(self) -> None:
+        if self._index is not None:
+            index, self._index = self._index, None
+            await asyncio.to_thread(index.close)
+
+    @property
+    def index(self) -> VectorIndex:
+        if self._index is None:
+            raise FailedPrecondition("the vector store is not open yet")
+        return self._index
+
+    async def IndexProducts(
+        self, request: pb.IndexProductsRequest, context: Context
+    ) -> pb.IndexProductsResponse:
+        products = validate_products(request.products)
+        indexed, total = await asyncio.to_thread(self.index.index_products, products)
+        return pb.IndexProductsResponse(indexed_count=indexed, total_count=total)
+
+    async def UpsertCustomerProfile(
+        self, request: pb.UpsertCustomerProfileRequest, context: Context
+    ) -> pb.UpsertCustomerProfileResponse:
+        # A profile summarises whatever was bought, so no purchase counts as "in the future".
+        last_day = max(request.history.purchase_epoch_days, default=0)
+        history = history_from_proto(
+            request.history, as_of_epoch_day=max(self._today(), last_day), require_customer=True
+        )
+        summary = await asyncio.to_thread(self.index.upsert_profile, history)
+        return pb.UpsertCustomerProfileResponse(
+            customer_id=summary.customer_id,
+            dimensions=summary.dimensions,
+            product_count=summary.product_count,
+        )
+
+    async def SearchSimilarProducts(
+        self, request: pb.SearchSimilarProductsRequest, context: Context
+    ) -> pb.SearchSimilarProductsResponse:
+        top_k = validate_search(request.query_texts, request.top_k, request.exclude_product_ids)
+        found = await asyncio.to_thread(
+            self.index.search, list(request.query_texts), top_k, set(request.exclude_product_ids)
+        )
+        return pb.SearchSimilarProductsResponse(
+            results=[
+                pb.SimilarProducts(
+                    query_text=text,
+                    matches=[
+                        product_pb2.ProductMatch(
+                            product=m.product.to_proto(), similarity=m.similarity
+                        )
+                        for m in matches
+                    ],
+                )
+                for text, matches in zip(request.query_texts, found, strict=True)
+            ]
+        )

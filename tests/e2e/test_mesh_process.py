@@ -1,0 +1,221 @@
+"""The mesh as its users meet it: a `pantree serve all` process, grpcurl, the CLI, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from pantree.domain.v1 import product_pb2
+from pantree.orchestrator.v1 import orchestrator_service_pb2 as pb
+from pantree.orchestrator.v1.orchestrator_service_pb2_grpc import OrchestratorServiceStub
+
+from tests.e2e.conftest import BIN, ServerProcess, start_server
+from tests.histories import rhythmic_history
+
+STEP_SERVICES = {
+    "pantree.simulation.v1.SimulationService",
+    "pantree.vectors.v1.VectorService",
+    "pantree.frequency.v1.FrequencyService",
+    "pantree.insights.v1.InsightsService",
+    "pantree.recommendation.v1.RecommendationService",
+    "pantree.orchestrator.v1.OrchestratorService",
+}
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    return run(str(BIN / "grpcurl"), *args)
+
+
+def json_objects(text: str) -> list[dict[str, Any]]:
+    """grpcurl prints one pretty-printed JSON object per message."""
+    decoder = json.JSONDecoder()
+    objects, position = [], 0
+    text = text.strip()
+    while position < len(text):
+        obj, end = decoder.raw_decode(text, position)
+        objects.append(obj)
+        position = end
+        while position < len(text) and text[position].isspace():
+            position += 1
+    return objects
+
+
+def test_grpcurl_lists_and_describes_every_service(mesh_process: ServerProcess) -> None:
+    listed = grpcurl("-plaintext", mesh_process.address, "list")
+    assert listed.returncode == 0, listed.stderr
+    services = set(listed.stdout.split())
+    assert services >= STEP_SERVICES | {"grpc.health.v1.Health"}
+    described = grpcurl(
+        "-plaintext",
+        mesh_process.address,
+        "describe",
+        "pantree.orchestrator.v1.OrchestratorService",
+    )
+    assert described.returncode == 0, described.stderr
+    assert (
+        "rpc ProcessSeed ( .pantree.orchestrator.v1.ProcessSeedRequest ) returns ( stream"
+        in described.stdout
+    )
+    message = grpcurl(
+        "-plaintext",
+        mesh_process.address,
+        "describe",
+        "pantree.orchestrator.v1.ProcessSeedResponse",
+    )
+    for member in ("progress", "month", "analysis", "recommendations", "summary"):
+        assert member in message.stdout
+
+
+def test_grpcurl_streams_process_seed(mesh_process: ServerProcess) -> None:
+    request = {
+        "archetype": "busy_family",
+        "seedItems": [{"name": "milk"}, {"name": "eggs"}],
+        "months": 6,
+        "randomSeed": 3,
+    }
+    result = grpcurl(
+        "-plaintext",
+        "-d",
+        json.dumps(request),
+        mesh_process.address,
+        "pantree.orchestrator.v1.OrchestratorService/ProcessSeed",
+    )
+    assert result.returncode == 0, result.stderr
+    events = json_objects(result.stdout)
+    months = [e["month"] for e in events if "month" in e]
+    # grpcurl prints the proto field names (month_index), not the lowerCamel JSON names.
+    assert [m["month_index"] for m in months] == [1, 2, 3, 4, 5, 6]
+    assert "recommendations" in events[-2] and "summary" in events[-1]
+
+
+def test_grpcurl_gets_invalid_argument_for_a_bad_seed(mesh_process: ServerProcess) -> None:
+    request = {"archetype": "pirate", "seedItems": [{"name": "milk"}]}
+    result = grpcurl(
+        "-plaintext",
+        "-d",
+        json.dumps(request),
+        mesh_process.address,
+        "pantree.orchestrator.v1.OrchestratorService/ProcessSeed",
+    )
+    assert result.returncode != 0
+    assert "InvalidArgument" in result.stderr and "archetype" in result.stderr
+
+
+def test_cli_process_seed_prints_one_json_event_per_line(mesh_process: ServerProcess) -> None:
+    result = run(
+        str(BIN / "pantree"),
+        "process-seed",
+        "--target",
+        mesh_process.address,
+        "--archetype",
+        "health_conscious",
+        "--items",
+        "milk,eggs,bread",
+        "--months",
+        "4",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["month"]["monthIndex"] for e in events if "month" in e] == [1, 2, 3, 4]
+    assert "summary" in events[-1]
+
+
+def test_cli_reports_status_and_field_on_error(mesh_process: ServerProcess) -> None:
+    result = run(
+        str(BIN / "pantree"),
+        "process-seed",
+        "--target",
+        mesh_process.address,
+        "--months",
+        "30",
+        "--json",
+    )
+    assert result.returncode == 1
+    assert "INVALID_ARGUMENT" in result.stderr and "months" in result.stderr
+
+
+def test_cli_recommend_from_a_history_file(mesh_process: ServerProcess, tmp_path: Path) -> None:
+    path = tmp_path / "history.json"
+    path.write_text(json_format.MessageToJson(rhythmic_history()))
+    result = run(
+        str(BIN / "pantree"),
+        "recommend",
+        "--target",
+        mesh_process.address,
+        "--history",
+        str(path),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert response["offers"][0]["product"]["productId"] == "p-1001"
+    assert response["scoredBy"] == "SCORING_PATH_HEURISTIC"
+
+
+def test_python_client_recommend(mesh_process: ServerProcess) -> None:
+    with grpc.insecure_channel(mesh_process.address) as channel:
+        response = OrchestratorServiceStub(channel).Recommend(
+            pb.RecommendRequest(history=rhythmic_history(), max_offers=2), timeout=10
+        )
+    assert len(response.offers) == 2
+
+
+def test_sigterm_drains_in_flight_streams(tmp_path: Path, free_port: int) -> None:
+    server = start_server(tmp_path, free_port, PANTREE_SIMULATION_MONTH_DELAY_MS="200")
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stream = OrchestratorServiceStub(channel).ProcessSeed(
+                pb.ProcessSeedRequest(
+                    archetype="busy_family",
+                    months=5,
+                    seed_items=[product_pb2.SeedItem(name="milk")],
+                ),
+                timeout=30,
+            )
+            events = [next(stream)]
+            server.process.send_signal(signal.SIGTERM)
+            events.extend(stream)
+            assert stream.code() == grpc.StatusCode.OK
+        assert sum(1 for e in events if e.HasField("month")) == 5
+        assert events[-1].HasField("summary")
+        started = time.monotonic()
+        assert server.process.wait(timeout=15) == 0
+        assert time.monotonic() - started < 15
+    finally:
+        server.stop()
+
+
+def test_one_step_serves_alone(tmp_path: Path, free_port: int) -> None:
+    server = start_server(tmp_path, free_port, step="frequency")
+    try:
+        listed = grpcurl("-plaintext", server.address, "list")
+        assert "pantree.frequency.v1.FrequencyService" in listed.stdout
+        assert "pantree.orchestrator.v1.OrchestratorService" not in listed.stdout
+    finally:
+        assert server.stop() == 0
+
+
+def test_orchestrator_alone_needs_its_step_addresses(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.orchestrator"],
+        env={**os.environ, "PORT": "0", "PANTREE_HOST": "127.0.0.1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "SIMULATION_SERVICE_ADDR must be set" in result.stderr

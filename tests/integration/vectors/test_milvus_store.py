@@ -1,0 +1,155 @@
+"""MilvusStore and VectorIndex on a real Milvus Lite file under tmp_path."""
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from pantree_common.domain import catalog
+from pantree_common.domain.history import History, Product
+from pantree_common.errors import ConfigError, FailedPrecondition, Unavailable
+from services.vectors.embedding import HashingEmbedder
+from services.vectors.index import VectorIndex
+from services.vectors.store import MilvusStore
+
+DIMENSIONS = 256
+# Ids are caller text: quotes, backslashes and newlines must survive the filter expressions.
+ODD_ID = 'o\'dd "id" \\ with\nnewline\r\ttab'
+
+
+class CountingEmbedder(HashingEmbedder):
+    def __init__(self) -> None:
+        super().__init__(DIMENSIONS)
+        self.calls = 0
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        self.calls += 1
+        return super().embed(texts)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "data" / "milvus.db")
+
+
+@pytest.fixture
+def store(db_path: str) -> Iterator[MilvusStore]:
+    opened = MilvusStore(db_path, DIMENSIONS, timeout_s=10)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def index(store: MilvusStore) -> VectorIndex:
+    index = VectorIndex(HashingEmbedder(DIMENSIONS), store)
+    index.index_products(catalog.products())
+    return index
+
+
+def test_milk_finds_dairy_milks_first(index: VectorIndex) -> None:
+    [matches] = index.search(["milk"], 5, set())
+    assert len(matches) == 5
+    assert all("Milk" in m.product.name and m.product.category == "dairy" for m in matches[:4])
+    assert matches[0].product == catalog.products_by_id()[matches[0].product.product_id]
+    similarities = [m.similarity for m in matches]
+    assert similarities == sorted(similarities, reverse=True)
+    assert 0 < similarities[-1] < similarities[0] <= 1
+
+
+def test_batched_search_keeps_query_order(index: VectorIndex) -> None:
+    found = index.search(["coffee", "dog food", "milk"], 2, set())
+    assert [len(matches) for matches in found] == [2, 2, 2]
+    assert "Coffee" in found[0][0].product.name
+    assert found[1][0].product.product_id == "p-2501"
+    assert "Milk" in found[2][0].product.name
+
+
+def test_excluded_ids_never_come_back(index: VectorIndex) -> None:
+    milks = {"p-1001", "p-1002", "p-1003", "p-1004"}
+    [matches] = index.search(["milk"], 5, milks | {ODD_ID, "not-stored"})
+    assert len(matches) == 5
+    assert not milks & {m.product.product_id for m in matches}
+
+
+def test_exclusions_can_leave_fewer_than_top_k(index: VectorIndex) -> None:
+    keep = {"p-1001", "p-2501"}
+    everything_else = {p.product_id for p in catalog.products()} - keep
+    [matches] = index.search(["milk"], 50, everything_else)
+    assert {m.product.product_id for m in matches} == keep
+
+
+def test_upsert_replaces_by_id_and_keeps_odd_ids(index: VectorIndex, store: MilvusStore) -> None:
+    renamed = Product("p-1001", "Goat Milk Quart", "dairy", "grocery", 6.5)
+    assert index.index_products([renamed, Product(ODD_ID, "Odd Oat Milk", "dairy")]) == (2, 82)
+    assert store.existing_product_ids({ODD_ID, "p-1001", "nope"}) == {ODD_ID, "p-1001"}
+    [matches] = index.search(["Goat Milk Quart"], 1, set())
+    assert matches[0].product == renamed
+
+
+def test_upserts_are_chunked(store: MilvusStore) -> None:
+    products = [Product(f"bulk-{i}", f"Bulk item {i}") for i in range(2_500)]
+    VectorIndex(HashingEmbedder(DIMENSIONS), store).index_products(products)
+    assert store.count_products() == 2_500
+    assert len(store.existing_product_ids([p.product_id for p in products])) == 2_500
+
+
+def test_profile_upsert_and_get(store: MilvusStore) -> None:
+    index = VectorIndex(HashingEmbedder(DIMENSIONS), store)
+    products = catalog.products()[:2]
+    summary = index.upsert_profile(History.build(ODD_ID, products, [0, 0, 1], [1, 8, 8]))
+    assert (summary.customer_id, summary.dimensions, summary.product_count) == (ODD_ID, 256, 2)
+    profile = store.get_profile(ODD_ID)
+    assert profile is not None
+    assert profile.shape == (DIMENSIONS,)
+    assert np.linalg.norm(profile) == pytest.approx(1.0, rel=1e-5)
+    index.upsert_profile(History.build(ODD_ID, products, [1], [9]))
+    replaced = store.get_profile(ODD_ID)
+    assert replaced is not None
+    assert replaced @ profile < 0.999
+    assert store.get_profile("someone else") is None
+
+
+def test_data_survives_close_and_reopen(db_path: str) -> None:
+    first = MilvusStore(db_path, DIMENSIONS)
+    index = VectorIndex(HashingEmbedder(DIMENSIONS), first)
+    index.ensure_catalog(catalog.products())
+    index.upsert_profile(History.build("c-1", catalog.products()[:1], [0], [1]))
+    index.close()
+
+    embedder = CountingEmbedder()
+    reopened = VectorIndex(embedder, MilvusStore(db_path, DIMENSIONS))
+    try:
+        reopened.ensure_catalog(catalog.products())
+        assert embedder.calls == 0
+        assert reopened.index_products([]) == (0, 81)
+        assert "Milk" in reopened.search(["milk"], 1, set())[0][0].product.name
+    finally:
+        reopened.close()
+
+
+def test_dimension_mismatch_is_refused(db_path: str, store: MilvusStore) -> None:
+    store.close()
+    with pytest.raises(FailedPrecondition, match="256 dimensions"):
+        MilvusStore(db_path, 128)
+
+
+def test_collection_prefix_separates_stores(db_path: str, index: VectorIndex) -> None:
+    index.close()
+    other = MilvusStore(db_path, 128, collection_prefix="other")
+    try:
+        assert other.count_products() == 0
+    finally:
+        other.close()
+
+
+def test_unreachable_server_is_unavailable() -> None:
+    with pytest.raises(Unavailable, match=re.escape("connect failed on Milvus server http://")):
+        MilvusStore("http://127.0.0.1:1", DIMENSIONS, timeout_s=1)
+
+
+def test_local_path_must_end_in_db(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\.db"):
+        MilvusStore(str(tmp_path / "milvus"), DIMENSIONS)
