@@ -239,8 +239,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.host:
             overrides["PANTREE_HOST"] = args.host
     if args.command == "config":
-        render_settings = {"env": config_loader.env_example, "markdown": config_loader.markdown_table}
-        print(render_settings[args.format](MeshConfig()), end="")
+        render = {"env": config_loader.env_example, "markdown": config_loader.markdown_table}
+        print(render[args.format](MeshConfig()), end="")
         sys.exit(0)
     try:
         if args.command == "demo":

@@ -19,6 +19,7 @@ from pantree_common.domain.history import (
     check_price,
     check_text,
 )
+from pantree_common.domain.reasons import number, quote, rhythm_sentence
 from pantree_common.errors import Collector
 
 MAX_CANDIDATES = 200
@@ -30,8 +31,6 @@ DEFAULT_INTERVAL_DAYS = 14.0
 """Cold-start interval for a category the catalog does not know: a fortnightly shop."""
 MIN_INTERVAL_DAYS = 1.0
 MAX_INTERVAL_DAYS = 365.0
-MAX_REASONING_CHARS = 500
-MAX_QUOTED_CHARS = 60
 """Longest name or category shown in a reason; names are data and must not crowd out numbers."""
 UNKNOWN_CATEGORY = "other"
 # Statistics the rules read; negative or non-finite values would put nonsense in the reason.
@@ -163,21 +162,6 @@ def reasoning(
     return " ".join(parts)
 
 
-def rhythm_sentence(statistics: analysis_pb2.ItemStatistics) -> str:
-    """What the history says about one product, e.g. "Bought 6 times, every 13 days ± 2 on
-    average; last bought 4 days ago." Shared with the recommendation step's reasons."""
-    ago = _ago(statistics.days_since_last_purchase)
-    if statistics.purchase_days >= 2:
-        spread = statistics.std_interval_days
-        plus_minus = f" ± {number(spread)}" if spread > 0 else ""
-        return (f"Bought {statistics.purchase_days} times, every "
-                f"{number(statistics.mean_interval_days)} days{plus_minus} on average; "
-                f"last bought {ago}.")
-    if statistics.purchase_days == 1:
-        return f"Bought once, {ago}."
-    return "Not bought yet."
-
-
 def _cold_sentence(category: str, interval_days: float, shopper: catalog.Archetype | None) -> str:
     typical = number(_typical_interval_days(category))
     if category in catalog.CATEGORIES:
@@ -187,24 +171,3 @@ def _cold_sentence(category: str, interval_days: float, shopper: catalog.Archety
     if shopper:
         text += f" ({number(interval_days)} for {shopper.display_name.lower()} shoppers)"
     return text + "."
-
-
-def _ago(days: int) -> str:
-    if days == 0:
-        return "today"
-    return "1 day ago" if days == 1 else f"{days} days ago"
-
-
-def number(value: float) -> str:
-    """A number as a reader wants it: at most one decimal, no trailing ".0"."""
-    return f"{round(value, 1):g}"
-
-
-def quote(text: str) -> str:
-    """Show data (a product name, a category) as one quoted, trimmed line, so that quotes,
-    newlines or instructions inside it cannot pass for part of the sentence."""
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    flat = flat.replace('"', "'")
-    if len(flat) > MAX_QUOTED_CHARS:
-        flat = flat[: MAX_QUOTED_CHARS - 1].rstrip() + "…"
-    return f'"{flat}"'

@@ -24,7 +24,6 @@ from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.pipeline import Pipeline, Steps
 
 
-
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
     def __init__(
         self,

@@ -13,8 +13,8 @@ from pantree.recommendation.v1 import recommendation_service_pb2 as recommendati
 
 from pantree_common.domain import catalog, dates
 from pantree_common.domain.history import check_products, check_text
+from pantree_common.domain.reasons import MAX_REASONING_CHARS, rhythm_sentence
 from pantree_common.errors import Collector
-from services.insights.fallback import MAX_REASONING_CHARS, rhythm_sentence
 from services.recommendation.config import MAX_INTERVAL_DAYS, MAX_OFFERS, RecommendationConfig
 
 RECENCY_SHARE = 0.2
@@ -169,7 +169,8 @@ def _offer(
 ) -> offer_pb2.Offer:
     predicted = insight.suggested_interval_days if insight else item.median_interval_days
     interval = snap_to_grid(predicted, grid)
-    quantity = max(1.0, round(item.quantity_per_day * interval, 1))
+    # Deliveries carry whole units: the expected use over the interval, rounded half up.
+    quantity = max(1.0, float(math.floor(item.quantity_per_day * interval + 0.5)))
     price = product.unit_price_usd or item.mean_unit_price_usd
     saved = savings(price, quantity, discount_percent, interval)
     first_delivery = max(as_of_epoch_day + 1, item.next_purchase_epoch_day)

@@ -219,3 +219,40 @@ def test_orchestrator_alone_needs_its_step_addresses(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "SIMULATION_SERVICE_ADDR must be set" in result.stderr
+
+
+def readme_grpcurl_commands() -> list[str]:
+    """Every grpcurl command of the README, continuation lines joined."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    commands, current = [], ""
+    for line in text.splitlines():
+        if line.startswith(".venv/bin/grpcurl") or current:
+            current += line.rstrip("\\").strip() + " "
+            if not line.endswith("\\"):
+                commands.append(current.strip())
+                current = ""
+    return commands
+
+
+def test_readme_grpcurl_commands_work_as_written(mesh_process: ServerProcess) -> None:
+    commands = readme_grpcurl_commands()
+    assert len(commands) >= 5
+    root = Path(__file__).resolve().parents[2]
+    for command in commands:
+        result = subprocess.run(
+            [
+                "bash",
+                "-c",
+                command.replace(".venv/bin/", f"{BIN}/").replace(
+                    "localhost:50051", mesh_process.address
+                ),
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"{command}\n{result.stderr}"
+        if "Recommend" in command:
+            assert json.loads(result.stdout)["offers"], "the README's history must yield an offer"

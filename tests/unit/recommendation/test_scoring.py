@@ -205,11 +205,11 @@ def test_an_offer_computed_by_hand() -> None:
     [offer] = rank(message, CONFIG).offers
     assert offer.predicted_interval_days == 13
     assert offer.delivery_interval_days == 14
-    assert offer.quantity_per_delivery == 2.1  # 0.15 x 14
+    assert offer.quantity_per_delivery == 2.0  # 0.15 x 14 = 2.1 -> whole units
     assert offer.discount_percent == 5.0
-    assert offer.savings_per_delivery_usd == 0.41  # 3.89 x 2.1 x 5% = 0.40845
-    assert offer.monthly_savings_usd == 0.88  # 0.41 x 30 / 14 = 0.8786
-    assert offer.yearly_savings_usd == 10.69  # 0.41 x 365 / 14 = 10.689
+    assert offer.savings_per_delivery_usd == 0.39  # 3.89 x 2 x 5% = 0.389
+    assert offer.monthly_savings_usd == 0.84  # 0.39 x 30 / 14 = 0.8357
+    assert offer.yearly_savings_usd == 10.17  # 0.39 x 365 / 14 = 10.168
     assert offer.confidence == 80.0
     assert dates.from_proto(offer.first_delivery_date, "f") == dt.date(2025, 3, 3)
     assert offer.reason == "Bought 9 times, every 13 days ± 2 on average; last bought 11 days ago."
@@ -239,7 +239,7 @@ def test_an_insight_sets_the_interval_reason_related_products_and_source() -> No
     [offer] = rank(request([item("a", quantity_per_day=0.1)], insights=[insight]), CONFIG).offers
     assert offer.predicted_interval_days == 31.5
     assert offer.delivery_interval_days == 28
-    assert offer.quantity_per_delivery == 2.8
+    assert offer.quantity_per_delivery == 3.0  # 0.1 x 28 = 2.8 -> whole units
     assert offer.reason == "Bought 9 times, every 31 days."
     assert list(offer.related_products) == [related]
     assert offer.insight_source == offer_pb2.INSIGHT_SOURCE_LLM
