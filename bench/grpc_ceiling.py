@@ -31,8 +31,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pantree.domain.v1 import history_pb2, product_pb2
 from pantree.orchestrator.v1 import orchestrator_service_pb2 as pb
 
+from pantree_common import config as config_loader
+from pantree_common import logging as pantree_logging
 from pantree_common.domain import catalog
 from pantree_common.domain.dates import today_epoch_day
+from services.mesh import STEPS, MeshConfig, create_mesh_server
 
 NOOP_METHOD = "/pantree.bench.v1.NoopService/Ping"
 RECOMMEND_METHOD = "/pantree.orchestrator.v1.OrchestratorService/Recommend"
@@ -42,29 +45,10 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 
 def serve(port: int) -> None:
     """Child process: the all-in-one mesh plus a no-op method behind the same interceptor."""
-    from pantree_common import config as config_loader
-    from pantree_common import logging as pantree_logging
-    from services.mesh import STEPS, MeshConfig, create_mesh_server
-
     async def noop(request: bytes, context: object) -> bytes:
         return b""
 
-    async def wait_serving(address: str, timeout_s: float = 60) -> None:
-    """Block until the server's overall health is SERVING (adapters ready)."""
-    deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(address) as channel:
-        check = health_pb2_grpc.HealthStub(channel).Check
-        while time.monotonic() < deadline:
-            try:
-                if check(health_pb2.HealthCheckRequest(), timeout=1).status == SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise TimeoutError(f"{address} did not become SERVING in {timeout_s} s")
-
-
-def main() -> None:
+    async def main() -> None:
         config = config_loader.load(MeshConfig, {**os.environ, "PORT": str(port),
                                                  "PANTREE_HOST": "127.0.0.1",
                                                  "PANTREE_LOG_LEVEL": "WARNING"})

@@ -16,8 +16,14 @@ equal scores compare equal and ties are settled by product_id. At equal regulari
 observations give a higher score; a perfectly periodic rhythm (CV 0, slope 0) beats an irregular
 one of the same count and recency.
 
-A product with a single purchase day has no rhythm of its own: recency and units per day treat it
-as if it were rebought every DEFAULT_INTERVAL_DAYS.
+Other derived fields, as the proto documents them: same-day events of a product are one purchase
+day (quantities summed, unit price quantity-weighted over all events); next_purchase_epoch_day is
+the last purchase day plus the mean interval rounded half up; quantity_per_day is total units over
+(span + mean interval), the span being counted up to the day the next purchase is due. A product
+with a single purchase day has no rhythm of its own: its recency and units per day are computed as
+if it were rebought every DEFAULT_INTERVAL_DAYS (units / 30).
+
+All columns are one numpy array over every row of the batch; see ItemStatsTable for the layout.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from pantree.domain.v1 import analysis_pb2
 from pantree_common.domain.history import History
 
 DEFAULT_INTERVAL_DAYS = 30.0
+# Intervals at which evidence reaches 1 - 1/e (63 %); it is 95 % at three times as many.
 EVIDENCE_SCALE_INTERVALS = 4.0
+# A slope of half the mean interval per interval costs a factor 1/e.
 TREND_PENALTY = 2.0
 CONFIDENCE_DECIMALS = 4
 # Confidence in integer steps of 10**-CONFIDENCE_DECIMALS, the unit the rows are sorted in.
@@ -70,7 +78,8 @@ class ItemStatsTable:
 
 
 def _offsets(counts: NDArray[np.int64]) -> NDArray[np.int64]:
-    return np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    """Start of each segment of the given sizes, plus the total at the end."""
+    return np.concatenate(([0], np.cumsum(counts))).astype(np.int64, copy=False)
 
 
 def _segment_ids(offsets: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -85,17 +94,27 @@ def _segment_sums(values: NDArray[np.int64], offsets: NDArray[np.int64]) -> NDAr
     return running[offsets[1:]] - running[offsets[:-1]]
 
 
-def _stable_order(keys: NDArray[np.int64], key_bound: int) -> NDArray[np.int64]:
-    """Stable argsort of integer keys in [0, key_bound).
+def _sums_by_key(
+    keys: NDArray[np.int64], weights: NDArray[np.float64], key_bound: int
+) -> NDArray[np.float64]:
+    """Sum of the weights of each integer key in [0, key_bound), in any item order."""
+    return np.bincount(keys, weights=weights, minlength=key_bound).astype(np.float64, copy=False)
 
-    Sorting the values (key << bits) | index and keeping the index is several times faster than
-    a stable argsort, which remains the fallback when those values could overflow int64.
+
+def _sort_stably(
+    keys: NDArray[np.int64], key_bound: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Stable argsort of integer keys in [0, key_bound), and the sorted keys.
+
+    Sorting the values (key << bits) | index and splitting them again is several times faster
+    than a stable argsort, which remains the fallback when those values could overflow int64.
     """
     bits = keys.size.bit_length()
     if key_bound << bits >= _INT64_LIMIT:
-        return np.argsort(keys, kind="stable").astype(np.int64)
-    order: NDArray[np.int64] = np.sort((keys << bits) | np.arange(keys.size)) & ((1 << bits) - 1)
-    return order
+        order = np.argsort(keys, kind="stable").astype(np.int64, copy=False)
+        return order, keys[order]
+    packed = np.sort((keys << bits) | np.arange(keys.size))
+    return packed & ((1 << bits) - 1), packed >> bits
 
 
 def _group_starts(*columns: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -104,7 +123,7 @@ def _group_starts(*columns: NDArray[np.int64]) -> NDArray[np.int64]:
     starts[:1] = True
     for column in columns:
         starts[1:] |= column[1:] != column[:-1]
-    return np.flatnonzero(starts).astype(np.int64)
+    return np.flatnonzero(starts).astype(np.int64, copy=False)
 
 
 def _product_id_ranks(histories: Sequence[History]) -> NDArray[np.int64]:
@@ -151,8 +170,8 @@ def analyze(
     pair_number = _product_id_ranks(histories) + np.repeat(product_base[:-1], product_counts)
     event_pair = pair_number[np.repeat(product_base[:-1], event_counts) + product_index]
     pairs_bound = int(product_base[-1])
-    order = _stable_order(event_pair, pairs_bound)
-    sorted_pair, days = event_pair[order], days[order]
+    order, sorted_pair = _sort_stably(event_pair, pairs_bound)
+    days = days[order]
 
     day_starts = _group_starts(sorted_pair, days)
     day_pair, day_value = sorted_pair[day_starts], days[day_starts]
@@ -161,12 +180,12 @@ def analyze(
     day_offsets = np.append(row_day_starts, day_starts.size)
     row_event_starts = day_starts[row_day_starts]
     row_pair = day_pair[row_day_starts]
-    customer_offsets = np.searchsorted(row_pair, product_base).astype(np.int64)
+    customer_offsets = np.searchsorted(row_pair, product_base).astype(np.int64, copy=False)
     row_customer = _segment_ids(customer_offsets)
 
     purchase_days = np.diff(day_offsets)
-    total_quantity = np.bincount(event_pair, weights=quantity, minlength=pairs_bound)[row_pair]
-    spend = np.bincount(event_pair, weights=quantity * price, minlength=pairs_bound)[row_pair]
+    total_quantity = _sums_by_key(event_pair, quantity, pairs_bound)[row_pair]
+    spend = _sums_by_key(event_pair, quantity * price, pairs_bound)[row_pair]
     first_day = day_value[day_offsets[:-1]]
     last_day = day_value[day_offsets[1:] - 1]
     intervals = np.diff(day_value)[day_pair[1:] == day_pair[:-1]]
@@ -218,9 +237,8 @@ def analyze(
     # Rows are in product_id order; a stable sort by customer then falling confidence keeps that
     # order among equal scores.
     steps = np.rint(confidence * 10**CONFIDENCE_DECIMALS).astype(np.int64)
-    by_confidence = _stable_order(row_customer * (_CONFIDENCE_STEPS + 1)
-                                  + (_CONFIDENCE_STEPS - steps),
-                                  customers * (_CONFIDENCE_STEPS + 1))
+    row_key = row_customer * (_CONFIDENCE_STEPS + 1) + (_CONFIDENCE_STEPS - steps)
+    by_confidence, _ = _sort_stably(row_key, customers * (_CONFIDENCE_STEPS + 1))
     sorted_count = count[by_confidence]
     sorted_offsets = _offsets(sorted_count)
     interval_source = np.arange(intervals.size) + np.repeat(
@@ -277,9 +295,17 @@ def to_protos(
     unit_price = table.mean_unit_price_usd.tolist()
     analyses = []
     for customer, history in enumerate(histories):
+        analysis = analysis_pb2.HistoryAnalysis(
+            customer_id=history.customer_id,
+            as_of_epoch_day=as_of[customer],
+            min_purchases=min_purchases,
+            event_count=history.event_count,
+        )
+        # Adding items in place is faster than building them apart and copying them in.
+        add_item = analysis.items.add
         products = history.products
-        items = [
-            analysis_pb2.ItemStatistics(
+        for row in range(customer_offsets[customer], customer_offsets[customer + 1]):
+            add_item(
                 product_id=products[product_index[row]].product_id,
                 purchase_days=purchase_days[row],
                 intervals_days=intervals[interval_offsets[row]:interval_offsets[row + 1]],
@@ -298,13 +324,5 @@ def to_protos(
                 total_quantity=total_quantity[row],
                 mean_unit_price_usd=unit_price[row],
             )
-            for row in range(customer_offsets[customer], customer_offsets[customer + 1])
-        ]
-        analyses.append(analysis_pb2.HistoryAnalysis(
-            customer_id=history.customer_id,
-            as_of_epoch_day=as_of[customer],
-            min_purchases=min_purchases,
-            event_count=history.event_count,
-            items=items,
-        ))
+        analyses.append(analysis)
     return analyses
