@@ -123,24 +123,26 @@ class Pipeline:
         history = history_from_months(customer_id, months, catalog.products_by_id()).to_proto()
         as_of = to_epoch_day(from_proto(months[-1].end_date, "end_date"))
 
-        yield _progress(Stage.PROCESS_STAGE_ANALYZING, "Measuring purchase rhythms", 60)
-        analysis = await self._analyze(history, as_of)
-        yield pb.ProcessSeedResponse(analysis=analysis)
-
-        yield _progress(Stage.PROCESS_STAGE_EMBEDDING, "Embedding the profile", 70)
-        with step_errors("vectors"):
-            _, similar = await asyncio.gather(
-                self._steps.vectors.UpsertCustomerProfile(
-                    vectors_pb.UpsertCustomerProfileRequest(history=history)
-                ),
-                self._similar(history, analysis),
+        # The profile needs only the history: store it while the rest of the pipeline runs.
+        profile = asyncio.ensure_future(self._store_profile(history))
+        try:
+            yield _progress(Stage.PROCESS_STAGE_ANALYZING, "Measuring purchase rhythms", 60)
+            analysis = await self._analyze(history, as_of)
+            yield pb.ProcessSeedResponse(analysis=analysis)
+            yield _progress(Stage.PROCESS_STAGE_EMBEDDING, "Searching similar products", 70)
+            similar = await self._similar(history, analysis)
+            yield _progress(Stage.PROCESS_STAGE_ENRICHING, "Explaining the candidates", 80)
+            insights = await self._insights(history, analysis, similar, request.archetype)
+            yield _progress(Stage.PROCESS_STAGE_RANKING, "Ranking subscription offers", 90)
+            ranked = await self._rank(
+                history, analysis, insights, request.archetype, request.max_offers
             )
-        yield _progress(Stage.PROCESS_STAGE_ENRICHING, "Explaining the candidates", 80)
-        insights = await self._insights(history, analysis, similar, request.archetype)
-        yield _progress(Stage.PROCESS_STAGE_RANKING, "Ranking subscription offers", 90)
-        ranked = await self._rank(
-            history, analysis, insights, request.archetype, request.max_offers
-        )
+            await profile
+        finally:
+            if not profile.done():
+                profile.cancel()
+            elif not profile.cancelled():
+                profile.exception()  # already raised above or superseded: mark it retrieved
         yield pb.ProcessSeedResponse(
             recommendations=pb.Recommendations(offers=ranked.offers, scored_by=ranked.scored_by)
         )
@@ -155,6 +157,12 @@ class Pipeline:
                 elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
             )
         )
+
+    async def _store_profile(self, history: history_pb2.PurchaseHistory) -> None:
+        with step_errors("vectors"):
+            await self._steps.vectors.UpsertCustomerProfile(
+                vectors_pb.UpsertCustomerProfileRequest(history=history)
+            )
 
     async def recommend(self, request: pb.RecommendRequest) -> pb.RecommendResponse:
         """Offers for a given history: frequency, then vectors and insights, then ranking."""

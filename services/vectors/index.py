@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +34,12 @@ MAX_EXCLUDES = 10_000
 # A product last bought this many days before the history's latest purchase counts half as much
 # in the profile: tastes drift, so the profile follows what the shopper buys now.
 RECENCY_HALF_LIFE_DAYS = 90.0
+# Similar-product lookups repeat across shoppers (the same catalog names), so each text's
+# nearest neighbours are kept for a while: enough of them to serve any top_k after exclusions
+# in the common case, expiring so that products indexed by another replica show up.
+CACHE_DEPTH = MAX_TOP_K
+CACHE_TEXTS = 20_000
+CACHE_TTL_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -52,8 +61,9 @@ def profile_weights(history: History) -> tuple[NDArray[np.int64], NDArray[np.flo
     the number of days each was bought, halved for every RECENCY_HALF_LIFE_DAYS between its
     last purchase and the history's latest one."""
     if history.event_count == 0:
-        raise InvalidArgument.single("history.product_indexes",
-                                     "at least one purchase event is required")
+        raise InvalidArgument.single(
+            "history.product_indexes", "at least one purchase event is required"
+        )
     products, inverse = np.unique(history.product_index, return_inverse=True)
     product_days = np.unique(np.stack([inverse, history.epoch_day]), axis=1)
     purchase_days = np.bincount(product_days[0], minlength=products.size)
@@ -67,15 +77,22 @@ def profile_weights(history: History) -> tuple[NDArray[np.int64], NDArray[np.flo
 class VectorIndex:
     """Ties an Embedder to a VectorStore: what the vectors service does."""
 
-    def __init__(self, embedder: Embedder, store: VectorStore) -> None:
+    def __init__(
+        self, embedder: Embedder, store: VectorStore, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._embedder = embedder
         self._store = store
+        self._clock = clock
+        self._neighbours: OrderedDict[str, tuple[float, list[StoredMatch]]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def index_products(self, products: Sequence[Product]) -> tuple[int, int]:
         """Embed and store products; returns (indexed now, total stored)."""
         if products:
             vectors = self._embedder.embed([product_text(p) for p in products])
             self._store.upsert_products(products, vectors)
+            with self._lock:
+                self._neighbours.clear()
         return len(products), self._store.count_products()
 
     def upsert_profile(self, history: History) -> ProfileSummary:
@@ -89,14 +106,46 @@ class VectorIndex:
         self._store.upsert_profile(history.customer_id, vector, int(indexes.size))
         return ProfileSummary(history.customer_id, self._embedder.dimensions, int(indexes.size))
 
-    def search(self, query_texts: Sequence[str], top_k: int,
-               exclude_ids: Collection[str]) -> list[list[StoredMatch]]:
-        """The stored products closest to each text: one embed call and one store search for
-        all queries, so a batch costs one round trip."""
-        if not query_texts:
-            return []
-        vectors = self._embedder.embed(query_texts)
-        return self._store.search_products(vectors, top_k, exclude_ids)
+    def search(
+        self, query_texts: Sequence[str], top_k: int, exclude_ids: Collection[str]
+    ) -> list[list[StoredMatch]]:
+        """The stored products closest to each text. Texts seen recently are answered from
+        their cached neighbours; the others cost one embed call and one store search together."""
+        with self._lock:
+            neighbours = {text: self._fresh(text) for text in query_texts}
+        missing = [text for text, found in neighbours.items() if found is None]
+        if missing:
+            fetched = self._store.search_products(self._embedder.embed(missing), CACHE_DEPTH, ())
+            expires = self._clock() + CACHE_TTL_S
+            with self._lock:
+                for text, matches in zip(missing, fetched, strict=True):
+                    neighbours[text] = matches
+                    self._neighbours[text] = (expires, matches)
+                    self._neighbours.move_to_end(text)
+                while len(self._neighbours) > CACHE_TEXTS:
+                    self._neighbours.popitem(last=False)
+        results: list[list[StoredMatch]] = []
+        short: list[int] = []
+        for position, text in enumerate(query_texts):
+            matches = neighbours[text] or []
+            kept = [m for m in matches if m.product.product_id not in exclude_ids][:top_k]
+            if len(kept) < top_k and len(matches) >= CACHE_DEPTH:
+                short.append(position)
+            results.append(kept)
+        if short:  # exclusions removed more neighbours than are kept: ask the store directly
+            direct = self._store.search_products(
+                self._embedder.embed([query_texts[i] for i in short]), top_k, exclude_ids
+            )
+            for position, matches in zip(short, direct, strict=True):
+                results[position] = matches
+        return results
+
+    def _fresh(self, text: str) -> list[StoredMatch] | None:
+        """The cached neighbours of `text`, or None when absent or expired."""
+        entry = self._neighbours.get(text)
+        if entry is None or entry[0] < self._clock():
+            return None
+        return entry[1]
 
     def ensure_catalog(self, products: Sequence[Product]) -> None:
         """Index `products` unless the store already holds every one of their ids, so a restart
@@ -105,8 +154,12 @@ class VectorIndex:
         missing = wanted - self._store.existing_product_ids(wanted)
         if missing:
             indexed, total = self.index_products(products)
-            log.info("indexed %d catalog products (%d were missing); %d stored",
-                     indexed, len(missing), total)
+            log.info(
+                "indexed %d catalog products (%d were missing); %d stored",
+                indexed,
+                len(missing),
+                total,
+            )
 
     def close(self) -> None:
         self._store.close()
@@ -115,14 +168,23 @@ class VectorIndex:
 def validate_search(query_texts: Sequence[str], top_k: int, exclude_ids: Sequence[str]) -> int:
     """Check a search request against the proto limits; returns the effective top_k."""
     errors = Collector()
-    if errors.check(1 <= len(query_texts) <= MAX_QUERIES, "query_texts",
-                    f"must hold 1 to {MAX_QUERIES} texts, got {len(query_texts)}"):
+    if errors.check(
+        1 <= len(query_texts) <= MAX_QUERIES,
+        "query_texts",
+        f"must hold 1 to {MAX_QUERIES} texts, got {len(query_texts)}",
+    ):
         for i, text in enumerate(query_texts):
             check_text(errors, text, f"query_texts[{i}]", MAX_QUERY_CHARS, required=True)
-    errors.check(0 <= top_k <= MAX_TOP_K, "top_k",
-                 f"must be 1 to {MAX_TOP_K} (0 means {DEFAULT_TOP_K}), got {top_k}")
-    errors.check(len(exclude_ids) <= MAX_EXCLUDES, "exclude_product_ids",
-                 f"at most {MAX_EXCLUDES} ids, got {len(exclude_ids)}")
+    errors.check(
+        0 <= top_k <= MAX_TOP_K,
+        "top_k",
+        f"must be 1 to {MAX_TOP_K} (0 means {DEFAULT_TOP_K}), got {top_k}",
+    )
+    errors.check(
+        len(exclude_ids) <= MAX_EXCLUDES,
+        "exclude_product_ids",
+        f"at most {MAX_EXCLUDES} ids, got {len(exclude_ids)}",
+    )
     errors.raise_if_any()
     return top_k or DEFAULT_TOP_K
 
@@ -130,8 +192,11 @@ def validate_search(query_texts: Sequence[str], top_k: int, exclude_ids: Sequenc
 def validate_products(products: Sequence[product_pb2.Product]) -> list[Product]:
     """Check an IndexProducts request; every bad field is reported with its path."""
     errors = Collector()
-    if not errors.check(1 <= len(products) <= MAX_PRODUCTS, "products",
-                        f"must hold 1 to {MAX_PRODUCTS} products, got {len(products)}"):
+    if not errors.check(
+        1 <= len(products) <= MAX_PRODUCTS,
+        "products",
+        f"must hold 1 to {MAX_PRODUCTS} products, got {len(products)}",
+    ):
         errors.raise_if_any()
     check_products(errors, products, "products")
     errors.raise_if_any()

@@ -37,13 +37,15 @@ class MemoryStore:
         candidates = [(p, v) for p, v in self.products.values() if p.product_id not in exclude_ids]
         found = []
         for query in vectors:
-            scored = sorted(((float(v @ query), p) for p, v in candidates),
-                            key=lambda pair: -pair[0])
+            scored = sorted(
+                ((float(v @ query), p) for p, v in candidates), key=lambda pair: -pair[0]
+            )
             found.append([StoredMatch(p, s) for s, p in scored[:top_k]])
         return found
 
-    def upsert_profile(self, customer_id: str, vector: NDArray[np.float32],
-                       product_count: int) -> None:
+    def upsert_profile(
+        self, customer_id: str, vector: NDArray[np.float32], product_count: int
+    ) -> None:
         self.profiles[customer_id] = (vector, product_count)
 
     def get_profile(self, customer_id: str) -> NDArray[np.float32] | None:

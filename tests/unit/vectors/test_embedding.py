@@ -28,8 +28,9 @@ def test_rejects_non_positive_dimensions() -> None:
 
 
 def test_similar_names_are_closer_than_unrelated() -> None:
-    whole, two_percent, dog = HashingEmbedder().embed(["Whole Milk 1 Gallon", "2% Milk",
-                                                       "Dog Food"])
+    whole, two_percent, dog = HashingEmbedder().embed(
+        ["Whole Milk 1 Gallon", "2% Milk", "Dog Food"]
+    )
     assert whole @ two_percent > whole @ dog + 0.2
     assert two_percent @ dog < 0.3
 
@@ -48,5 +49,6 @@ def test_hashing_is_pinned() -> None:
     buckets = np.flatnonzero(vector)
     assert buckets.tolist() == [37, 83, 134, 145, 153, 170, 228, 244, 254]
     # Ten features (nine character n-grams and the word); two share bucket 170.
-    np.testing.assert_allclose(vector[buckets] * np.sqrt(12), [1, 1, 1, 1, 1, 2, 1, 1, 1],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        vector[buckets] * np.sqrt(12), [1, 1, 1, 1, 1, 2, 1, 1, 1], rtol=1e-6
+    )

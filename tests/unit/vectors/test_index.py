@@ -9,6 +9,8 @@ from pantree_common.domain.history import History, Product
 from pantree_common.errors import InvalidArgument
 from services.vectors.embedding import HashingEmbedder
 from services.vectors.index import (
+    CACHE_DEPTH,
+    CACHE_TTL_S,
     RECENCY_HALF_LIFE_DAYS,
     ProfileSummary,
     VectorIndex,
@@ -74,7 +76,8 @@ def test_search_is_one_embed_and_one_store_search(
     queries = ["milk", "coffee", "dog food"]
     found = index.search(queries, 3, {"p-1001"})
     assert embedder.calls == [queries]
-    assert store.searches == [(3, 3, frozenset({"p-1001"}))]
+    # One search fetches enough neighbours to cache; exclusions are applied on them.
+    assert store.searches == [(3, CACHE_DEPTH, frozenset())]
     assert [len(matches) for matches in found] == [3, 3, 3]
     assert all(m.product.product_id != "p-1001" for m in found[0])
     assert "Milk" in found[0][0].product.name
@@ -159,3 +162,50 @@ def test_ensure_catalog_reindexes_when_some_are_missing(
 def test_close_closes_the_store(index: VectorIndex, store: MemoryStore) -> None:
     index.close()
     assert store.closed
+
+
+def test_repeated_texts_are_answered_from_the_cache(
+    index: VectorIndex, embedder: CountingEmbedder, store: MemoryStore
+) -> None:
+    index.index_products(catalog.products())
+    first = index.search(["milk", "coffee"], 3, set())
+    embedder.calls.clear()
+    store.searches.clear()
+    again = index.search(["coffee", "milk", "eggs"], 3, {"p-1001"})
+    assert embedder.calls == [["eggs"]], "only the new text is embedded"
+    assert len(store.searches) == 1
+    assert again[0] == first[1]
+    assert [m.product.product_id for m in again[1]] == [
+        m.product.product_id
+        for m in index.search(["milk"], 4, set())[0]
+        if m.product.product_id != "p-1001"
+    ][:3]
+
+
+def test_indexing_products_or_time_invalidates_the_cache(
+    embedder: CountingEmbedder, store: MemoryStore
+) -> None:
+    now = [1000.0]
+    index = VectorIndex(embedder, store, clock=lambda: now[0])
+    index.index_products(catalog.products())
+    index.search(["rye bread"], 3, set())
+    index.index_products([Product("p-rye", "Rye Bread Loaf", "bakery")])
+    assert index.search(["rye bread"], 1, set())[0][0].product.product_id == "p-rye"
+    embedder.calls.clear()
+    index.search(["rye bread"], 1, set())
+    assert embedder.calls == []
+    now[0] += CACHE_TTL_S + 1
+    index.search(["rye bread"], 1, set())
+    assert embedder.calls == [["rye bread"]]
+
+
+def test_exclusions_beyond_the_cached_depth_fall_back_to_a_direct_search(
+    index: VectorIndex, store: MemoryStore
+) -> None:
+    index.index_products(catalog.products())
+    everything_near = [m.product.product_id for m in index.search(["milk"], CACHE_DEPTH, set())[0]]
+    store.searches.clear()
+    found = index.search(["milk"], 2, set(everything_near))
+    assert store.searches == [(1, 2, frozenset(everything_near))]
+    assert len(found[0]) == 2
+    assert not {m.product.product_id for m in found[0]} & set(everything_near)

@@ -34,13 +34,23 @@ def test_search_rejects_query_count(count: int) -> None:
 def test_search_reports_each_bad_query_and_every_field() -> None:
     with pytest.raises(InvalidArgument) as error:
         validate_search(["milk", "", "eggs", " \t", "x" * 201], 99, ["p"] * 10_001)
-    assert _fields(error) == ["query_texts[1]", "query_texts[3]", "query_texts[4]", "top_k",
-                              "exclude_product_ids"]
+    assert _fields(error) == [
+        "query_texts[1]",
+        "query_texts[3]",
+        "query_texts[4]",
+        "top_k",
+        "exclude_product_ids",
+    ]
 
 
 def test_products_become_domain_products() -> None:
-    message = product_pb2.Product(product_id="p-1", name="Whole Milk", category="dairy",
-                                  department="grocery", unit_price_usd=3.5)
+    message = product_pb2.Product(
+        product_id="p-1",
+        name="Whole Milk",
+        category="dairy",
+        department="grocery",
+        unit_price_usd=3.5,
+    )
     assert validate_products([message]) == [Product("p-1", "Whole Milk", "dairy", "grocery", 3.5)]
 
 
@@ -55,15 +65,25 @@ def test_products_reports_every_bad_field_with_its_path() -> None:
     products = [
         product_pb2.Product(product_id="p-1", name="Milk"),
         product_pb2.Product(product_id="", name=" ", unit_price_usd=-1),
-        product_pb2.Product(product_id="p-1", name="Milk again", category="c" * 101,
-                            department="d" * 101, unit_price_usd=math.nan),
+        product_pb2.Product(
+            product_id="p-1",
+            name="Milk again",
+            category="c" * 101,
+            department="d" * 101,
+            unit_price_usd=math.nan,
+        ),
         product_pb2.Product(product_id="i" * 129, name="n" * 201),
     ]
     with pytest.raises(InvalidArgument) as error:
         validate_products(products)
     assert _fields(error) == [
-        "products[1].product_id", "products[1].name", "products[1].unit_price_usd",
-        "products[2].category", "products[2].department", "products[2].unit_price_usd",
+        "products[1].product_id",
+        "products[1].name",
+        "products[1].unit_price_usd",
+        "products[2].category",
+        "products[2].department",
+        "products[2].unit_price_usd",
         "products[2].product_id",
-        "products[3].product_id", "products[3].name",
+        "products[3].product_id",
+        "products[3].name",
     ]
