@@ -5,10 +5,15 @@ Shared by the insights fallback and the recommendation step, so both explain a p
 
 from __future__ import annotations
 
-from pantree.domain.v1 import analysis_pb2
+from collections.abc import Iterable
+
+from pantree.domain.v1 import analysis_pb2, product_pb2
 
 MAX_REASONING_CHARS = 500
 MAX_QUOTED_CHARS = 60
+MAX_RELATED = 5
+# Below this cosine similarity a "similar" product is more noise than suggestion.
+RELATED_MIN_SIMILARITY = 0.5
 
 
 def rhythm_sentence(statistics: analysis_pb2.ItemStatistics) -> str:
@@ -45,3 +50,22 @@ def quote(text: str) -> str:
     if len(flat) > MAX_QUOTED_CHARS:
         flat = flat[: MAX_QUOTED_CHARS - 1].rstrip() + "…"
     return f'"{flat}"'
+
+
+def close_matches(
+    product_id: str, matches: Iterable[product_pb2.ProductMatch]
+) -> list[product_pb2.ProductMatch]:
+    """The matches worth showing next to `product_id`: close enough, not the product itself,
+    each product once, best first, at most MAX_RELATED."""
+    # Filtering first also drops NaN similarities, which would scramble the sort.
+    close = [m for m in matches if m.similarity >= RELATED_MIN_SIMILARITY]
+    seen = {product_id}
+    related: list[product_pb2.ProductMatch] = []
+    for match in sorted(close, key=lambda m: -m.similarity):
+        match_id = match.product.product_id
+        if match_id.strip() and match_id not in seen:
+            related.append(match)
+            seen.add(match_id)
+            if len(related) == MAX_RELATED:
+                break
+    return related

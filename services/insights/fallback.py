@@ -19,13 +19,11 @@ from pantree_common.domain.history import (
     check_price,
     check_text,
 )
-from pantree_common.domain.reasons import number, quote, rhythm_sentence
+from pantree_common.domain.reasons import close_matches, number, quote, rhythm_sentence
 from pantree_common.errors import Collector
 
 MAX_CANDIDATES = 200
 MAX_SIMILAR_PRODUCTS = 50
-MAX_RELATED = 5
-RELATED_MIN_SIMILARITY = 0.5
 """Cosine similarity below which a vector-search match is too loose to call related."""
 DEFAULT_INTERVAL_DAYS = 14.0
 """Cold-start interval for a category the catalog does not know: a fortnightly shop."""
@@ -105,19 +103,8 @@ def category_of(product: product_pb2.Product) -> str:
 
 
 def related_products(candidate: insights_pb2.Candidate) -> list[product_pb2.ProductMatch]:
-    """Close matches other than the candidate itself, each product once, best first."""
-    # Filtering first also drops NaN similarities, which would scramble the sort.
-    close = [m for m in candidate.similar_products if m.similarity >= RELATED_MIN_SIMILARITY]
-    seen = {candidate.product.product_id}
-    related: list[product_pb2.ProductMatch] = []
-    for match in sorted(close, key=lambda m: -m.similarity):
-        product_id = match.product.product_id
-        if product_id.strip() and product_id not in seen:
-            related.append(match)
-            seen.add(product_id)
-            if len(related) == MAX_RELATED:
-                break
-    return related
+    """The candidate's similar products worth showing."""
+    return close_matches(candidate.product.product_id, candidate.similar_products)
 
 
 def suggested_interval_days(

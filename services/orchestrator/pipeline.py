@@ -165,14 +165,18 @@ class Pipeline:
             )
 
     async def recommend(self, request: pb.RecommendRequest) -> pb.RecommendResponse:
-        """Offers for a given history: frequency, then vectors and insights, then ranking."""
+        """Offers for a given history: frequency, vectors, recommendation. The hot path leaves
+        out the insights step; its offers show similar products and rhythm-based reasons."""
         bound_deadline(self._config.recommend_timeout_s)
         history = request.history
         analysis = await self._analyze(history, request.as_of_epoch_day)
         similar = await self._similar(history, analysis)
-        insights = await self._insights(history, analysis, similar, request.archetype)
+        related = [
+            product_pb2.RelatedProducts(product_id=item.product_id, matches=matches)
+            for item, matches in zip(self._candidates(analysis), similar, strict=True)
+        ]
         ranked = await self._rank(
-            history, analysis, insights, request.archetype, request.max_offers
+            history, analysis, (), request.archetype, request.max_offers, related
         )
         return pb.RecommendResponse(
             offers=ranked.offers,
@@ -248,6 +252,7 @@ class Pipeline:
         insights: Sequence[offer_pb2.Insight],
         archetype: str,
         max_offers: int,
+        related: Sequence[product_pb2.RelatedProducts] = (),
     ) -> recommendation_pb.RankCandidatesResponse:
         with step_errors("recommendation"):
             return await self._steps.recommendation.RankCandidates(
@@ -257,5 +262,6 @@ class Pipeline:
                     insights=insights,
                     archetype=archetype,
                     max_offers=max_offers,
+                    related_products=related,
                 )
             )

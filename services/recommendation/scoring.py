@@ -13,7 +13,7 @@ from pantree.recommendation.v1 import recommendation_service_pb2 as recommendati
 
 from pantree_common.domain import catalog, dates
 from pantree_common.domain.history import check_products, check_text
-from pantree_common.domain.reasons import MAX_REASONING_CHARS, rhythm_sentence
+from pantree_common.domain.reasons import MAX_REASONING_CHARS, close_matches, rhythm_sentence
 from pantree_common.errors import Collector
 from services.recommendation.config import MAX_INTERVAL_DAYS, MAX_OFFERS, RecommendationConfig
 
@@ -22,6 +22,7 @@ RECENCY_SHARE = 0.2
 whether there is a rhythm, recency whether the shopper still keeps it: of two equally regular
 products, the overdue one (perhaps dropped) ranks lower."""
 MAX_RELATED = 10
+MAX_MATCHES = 50
 _LAST_EPOCH_DAY = dates.to_epoch_day(dt.date.max)
 # Statistics the ranking reads, with their allowed ranges; anything else would make a nonsense
 # score, interval or date.
@@ -72,6 +73,13 @@ def validate_rank_request(request: recommendation_pb2.RankCandidatesRequest) -> 
         if len(insight.related_products) > MAX_RELATED:
             errors.add(f"{path}.related_products",
                        f"at most {MAX_RELATED} products, got {len(insight.related_products)}")
+    seen = set()
+    for i, related in enumerate(request.related_products):
+        path = f"related_products[{i}]"
+        _check_product_id(errors, related.product_id, known, seen, f"{path}.product_id")
+        if len(related.matches) > MAX_MATCHES:
+            errors.add(f"{path}.matches",
+                       f"at most {MAX_MATCHES} matches, got {len(related.matches)}")
     if request.max_offers != 0 and not 1 <= request.max_offers <= MAX_OFFERS:
         errors.add("max_offers",
                    f"must be 0 (server default) or 1 to {MAX_OFFERS}, got {request.max_offers}")
@@ -102,6 +110,7 @@ def rank(
     """The best offers first, at most max_offers; the request is already validated."""
     products = {product.product_id: product for product in request.products}
     insights = {insight.product_id: insight for insight in request.insights}
+    related = {entry.product_id: entry.matches for entry in request.related_products}
     eligible = [
         item for item in request.analysis.items
         if _eligible(item, products[item.product_id], insights.get(item.product_id), config)
@@ -112,7 +121,8 @@ def rank(
     discount = config.bulk_discount_percent if bulk else config.discount_percent
     grid = config.grid
     offers = [
-        _offer(item, products[item.product_id], insights.get(item.product_id), position=position,
+        _offer(item, products[item.product_id], insights.get(item.product_id),
+               related.get(item.product_id, ()), position=position,
                discount_percent=discount, grid=grid,
                as_of_epoch_day=request.analysis.as_of_epoch_day)
         for position, item in enumerate(kept, start=1)
@@ -161,6 +171,7 @@ def _offer(
     item: analysis_pb2.ItemStatistics,
     product: product_pb2.Product,
     insight: offer_pb2.Insight | None,
+    similar: Sequence[product_pb2.ProductMatch],
     *,
     position: int,
     discount_percent: float,
@@ -188,6 +199,8 @@ def _offer(
         yearly_savings_usd=saved.yearly,
         first_delivery_date=dates.epoch_day_to_proto(first_delivery),
         reason=(insight.reasoning if insight else "") or rhythm_sentence(item),
-        related_products=insight.related_products if insight else [],
+        related_products=(
+            insight.related_products if insight else close_matches(product.product_id, similar)
+        ),
         insight_source=insight.source if insight else offer_pb2.INSIGHT_SOURCE_UNSPECIFIED,
     )

@@ -22,7 +22,7 @@ from pantree_common.domain.history import (
 )
 from pantree_common.errors import Collector, InvalidArgument
 from services.vectors.embedding import Embedder
-from services.vectors.store import StoredMatch, VectorStore
+from services.vectors.store import StoredMatch, StoredProfile, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class VectorIndex:
         self._store = store
         self._clock = clock
         self._neighbours: OrderedDict[str, tuple[float, list[StoredMatch]]] = OrderedDict()
+        self._vectors: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
         self._lock = threading.Lock()
 
     def index_products(self, products: Sequence[Product]) -> tuple[int, int]:
@@ -95,16 +96,45 @@ class VectorIndex:
                 self._neighbours.clear()
         return len(products), self._store.count_products()
 
-    def upsert_profile(self, history: History) -> ProfileSummary:
-        """Store the customer's purchase-pattern vector: the weighted mean of the vectors of the
+    def profile(self, history: History) -> StoredProfile:
+        """The customer's purchase-pattern vector: the weighted mean of the vectors of the
         products bought (see profile_weights), L2-normalised."""
         indexes, weights = profile_weights(history)
-        vectors = self._embedder.embed([product_text(history.products[i]) for i in indexes])
+        vectors = self._embed([product_text(history.products[i]) for i in indexes])
         profile = weights @ vectors.astype(np.float64)
         norm = float(np.linalg.norm(profile))
         vector = (profile / norm if norm > 0 else profile).astype(np.float32)
-        self._store.upsert_profile(history.customer_id, vector, int(indexes.size))
-        return ProfileSummary(history.customer_id, self._embedder.dimensions, int(indexes.size))
+        return StoredProfile(history.customer_id, vector, int(indexes.size))
+
+    def store_profiles(self, profiles: Sequence[StoredProfile]) -> None:
+        """Write profiles in one store call (many customers' writes grouped together)."""
+        self._store.upsert_profiles(profiles)
+
+    def upsert_profile(self, history: History) -> ProfileSummary:
+        """Compute and store one customer's profile."""
+        profile = self.profile(history)
+        self.store_profiles([profile])
+        return self.summary(profile)
+
+    def summary(self, profile: StoredProfile) -> ProfileSummary:
+        return ProfileSummary(profile.customer_id, self._embedder.dimensions, profile.product_count)
+
+    def _embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Embed texts, reusing the vectors of texts embedded before (product names repeat
+        across customers; the embedder is deterministic)."""
+        with self._lock:
+            known = {t: self._vectors[t] for t in texts if t in self._vectors}
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            fresh = self._embedder.embed(missing)
+            with self._lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    known[text] = self._vectors[text] = vector
+                while len(self._vectors) > CACHE_TEXTS:
+                    self._vectors.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self._embedder.dimensions), dtype=np.float32)
+        return np.stack([known[t] for t in texts])
 
     def search(
         self, query_texts: Sequence[str], top_k: int, exclude_ids: Collection[str]

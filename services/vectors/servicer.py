@@ -14,7 +14,9 @@ from pantree_common.domain.dates import today_epoch_day
 from pantree_common.domain.history import history_from_proto
 from pantree_common.errors import FailedPrecondition
 from pantree_common.server import Context
+from services.vectors.batching import GroupCommit
 from services.vectors.index import VectorIndex, validate_products, validate_search
+from services.vectors.store import StoredProfile
 
 
 class VectorServicer(pb_grpc.VectorServiceServicer):
@@ -23,15 +25,19 @@ class VectorServicer(pb_grpc.VectorServiceServicer):
     ) -> None:
         self._open_index = open_index
         self._index: VectorIndex | None = None
+        self._profiles: GroupCommit[StoredProfile] | None = None
         self._today = today
 
     async def start(self) -> None:
         """Open the store and make sure the built-in catalog is searchable."""
         index = await asyncio.to_thread(self._open_index)
         await asyncio.to_thread(index.ensure_catalog, catalog.products())
+        self._profiles = GroupCommit(lambda batch: asyncio.to_thread(index.store_profiles, batch))
         self._index = index
 
     async def close(self) -> None:
+        if self._profiles is not None:
+            await self._profiles.drain()
         if self._index is not None:
             index, self._index = self._index, None
             await asyncio.to_thread(index.close)
@@ -41,6 +47,12 @@ class VectorServicer(pb_grpc.VectorServiceServicer):
         if self._index is None:
             raise FailedPrecondition("the vector store is not open yet")
         return self._index
+
+    @property
+    def profile_writer(self) -> GroupCommit[StoredProfile]:
+        if self._profiles is None:
+            raise FailedPrecondition("the vector store is not open yet")
+        return self._profiles
 
     async def IndexProducts(
         self, request: pb.IndexProductsRequest, context: Context
@@ -57,7 +69,10 @@ class VectorServicer(pb_grpc.VectorServiceServicer):
         history = history_from_proto(
             request.history, as_of_epoch_day=max(self._today(), last_day), require_customer=True
         )
-        summary = await asyncio.to_thread(self.index.upsert_profile, history)
+        index = self.index
+        profile = await asyncio.to_thread(index.profile, history)
+        await self.profile_writer.submit(profile)
+        summary = index.summary(profile)
         return pb.UpsertCustomerProfileResponse(
             customer_id=summary.customer_id,
             dimensions=summary.dimensions,

@@ -46,6 +46,15 @@ class StoredMatch:
     similarity: float
 
 
+@dataclass(frozen=True, eq=False)
+class StoredProfile:
+    """A customer's purchase-pattern vector and how many products it summarises."""
+
+    customer_id: str
+    vector: NDArray[np.float32]
+    product_count: int
+
+
 class VectorStore(Protocol):
     """What VectorIndex needs from a vector database; vectors are L2-normalised float32 rows."""
 
@@ -65,9 +74,7 @@ class VectorStore(Protocol):
         """One list per query row, best first, at most top_k each, never an excluded id."""
         ...
 
-    def upsert_profile(
-        self, customer_id: str, vector: NDArray[np.float32], product_count: int
-    ) -> None: ...
+    def upsert_profiles(self, profiles: Sequence[StoredProfile]) -> None: ...
 
     def get_profile(self, customer_id: str) -> NDArray[np.float32] | None: ...
 
@@ -222,12 +229,13 @@ class MilvusStore:
             found.extend(_matches(query_hits, excluded, top_k) for query_hits in hits)
         return found
 
-    def upsert_profile(
-        self, customer_id: str, vector: NDArray[np.float32], product_count: int
-    ) -> None:
-        row = {"customer_id": customer_id, "vector": vector.tolist(),
-               "product_count": product_count}
-        self._call("upsert profile", self._client.upsert, self._profiles, [row])
+    def upsert_profiles(self, profiles: Sequence[StoredProfile]) -> None:
+        # One row per customer (the last one wins): a batch may not repeat a primary key.
+        latest = {profile.customer_id: profile for profile in profiles}
+        rows = [{"customer_id": p.customer_id, "vector": p.vector.tolist(),
+                 "product_count": p.product_count} for p in latest.values()]
+        for chunk in _chunks(rows):
+            self._call("upsert profiles", self._client.upsert, self._profiles, list(chunk))
 
     def get_profile(self, customer_id: str) -> NDArray[np.float32] | None:
         rows = self._call("get profile", self._client.query, self._profiles,

@@ -233,6 +233,9 @@ async def test_recommend_ranks_the_rhythmic_items(mesh: Mesh) -> None:
     assert offered[0] == "p-1001", "weekly milk is the most regular purchase"
     assert "p-1805" not in offered, "chocolate bought twice is no rhythm"
     milk = response.offers[0]
+    related = [m.product.product_id for m in milk.related_products]
+    assert related, "the vectors step found products similar to milk"
+    assert not set(related) & {p.product_id for p in rhythmic_history().products}
     assert milk.delivery_interval_days == 7
     assert milk.predicted_interval_days == pytest.approx(7.0)
     assert response.analysis.items[0].product_id == "p-1001"

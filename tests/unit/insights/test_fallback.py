@@ -9,10 +9,13 @@ import pytest
 from pantree.domain.v1 import analysis_pb2, offer_pb2, product_pb2
 from pantree.insights.v1 import insights_service_pb2 as insights_pb2
 
-from pantree_common.domain.reasons import MAX_QUOTED_CHARS, MAX_REASONING_CHARS
+from pantree_common.domain.reasons import (
+    MAX_QUOTED_CHARS,
+    MAX_REASONING_CHARS,
+    RELATED_MIN_SIMILARITY,
+)
 from pantree_common.errors import InvalidArgument
 from services.insights.fallback import (
-    RELATED_MIN_SIMILARITY,
     enrich,
     validate_candidates,
 )

@@ -243,3 +243,28 @@ def test_an_insight_sets_the_interval_reason_related_products_and_source() -> No
     assert offer.reason == "Bought 9 times, every 31 days."
     assert list(offer.related_products) == [related]
     assert offer.insight_source == offer_pb2.INSIGHT_SOURCE_LLM
+
+
+def test_offers_without_an_insight_show_close_similar_products() -> None:
+    similar = [
+        product_pb2.ProductMatch(product=product("b"), similarity=0.7),
+        product_pb2.ProductMatch(product=product("a"), similarity=1.0),
+        product_pb2.ProductMatch(product=product("c"), similarity=0.2),
+    ]
+    message = request([item("a")], products=[product("a"), product("b"), product("c")])
+    message.related_products.add(product_id="a", matches=similar)
+    [offer] = rank(message, CONFIG).offers
+    assert [m.product.product_id for m in offer.related_products] == ["b"]
+    assert offer.insight_source == offer_pb2.INSIGHT_SOURCE_UNSPECIFIED
+
+
+def test_related_products_must_name_known_products_once() -> None:
+    message = request([item("a")])
+    message.related_products.add(product_id="zzz")
+    message.related_products.add(product_id="a")
+    message.related_products.add(product_id="a")
+    with pytest.raises(InvalidArgument) as caught:
+        validate_rank_request(message)
+    assert [v.field for v in caught.value.violations] == [
+        "related_products[0].product_id", "related_products[2].product_id"
+    ]

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pantree_common.domain.history import Product
-from services.vectors.store import StoredMatch
+from services.vectors.store import StoredMatch, StoredProfile
 
 
 class MemoryStore:
@@ -18,6 +18,7 @@ class MemoryStore:
         self.products: dict[str, tuple[Product, NDArray[np.float32]]] = {}
         self.profiles: dict[str, tuple[NDArray[np.float32], int]] = {}
         self.searches: list[tuple[int, int, frozenset[str]]] = []
+        self.profile_batches: list[int] = []
         self.closed = False
 
     def upsert_products(self, products: Sequence[Product], vectors: NDArray[np.float32]) -> None:
@@ -43,10 +44,10 @@ class MemoryStore:
             found.append([StoredMatch(p, s) for s, p in scored[:top_k]])
         return found
 
-    def upsert_profile(
-        self, customer_id: str, vector: NDArray[np.float32], product_count: int
-    ) -> None:
-        self.profiles[customer_id] = (vector, product_count)
+    def upsert_profiles(self, profiles: Sequence[StoredProfile]) -> None:
+        self.profile_batches.append(len(profiles))
+        for profile in profiles:
+            self.profiles[profile.customer_id] = (profile.vector, profile.product_count)
 
     def get_profile(self, customer_id: str) -> NDArray[np.float32] | None:
         stored = self.profiles.get(customer_id)

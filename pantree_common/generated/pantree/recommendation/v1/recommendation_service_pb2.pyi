@@ -32,6 +32,7 @@ class RankCandidatesRequest(_message.Message):
     INSIGHTS_FIELD_NUMBER: _builtins.int
     ARCHETYPE_FIELD_NUMBER: _builtins.int
     MAX_OFFERS_FIELD_NUMBER: _builtins.int
+    RELATED_PRODUCTS_FIELD_NUMBER: _builtins.int
     archetype: _builtins.str
     """Archetype of the shopper, as listed by ListArchetypes; empty when unknown."""
     max_offers: _builtins.int
@@ -48,6 +49,12 @@ class RankCandidatesRequest(_message.Message):
     def insights(self) -> _containers.RepeatedCompositeFieldContainer[_offer_pb2.Insight]:
         """Insights for some of the products (from the insights step); may be empty."""
 
+    @_builtins.property
+    def related_products(self) -> _containers.RepeatedCompositeFieldContainer[_product_pb2.RelatedProducts]:
+        """Similar products of some of the products (from the vectors step), for offers that have no
+        insight; at most 5,000 entries, product_id values unique and named in `products`.
+        """
+
     def __init__(
         self,
         *,
@@ -56,10 +63,11 @@ class RankCandidatesRequest(_message.Message):
         insights: _abc.Iterable[_offer_pb2.Insight] | None = ...,
         archetype: _builtins.str = ...,
         max_offers: _builtins.int = ...,
+        related_products: _abc.Iterable[_product_pb2.RelatedProducts] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "archetype", b"archetype", "insights", b"insights", "max_offers", b"max_offers", "products", b"products"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "archetype", b"archetype", "insights", b"insights", "max_offers", b"max_offers", "products", b"products", "related_products", b"related_products"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
