@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from grpc_health.v1 import health_pb2
 from pantree.domain.v1 import offer_pb2, product_pb2
 from pantree.orchestrator.v1 import orchestrator_service_pb2 as pb
 
+from pantree_common import logging as pantree_logging
 from pantree_common.domain.dates import today_epoch_day
 from pantree_common.domain.seed import SeedSpec
 from pantree_common.errors import bad_request_violations
@@ -305,3 +308,55 @@ async def test_stop_drains_an_in_flight_stream(tmp_path: Path) -> None:
         assert events[-1].HasField("summary")
     finally:
         await mesh.channel.close()
+
+
+async def test_request_id_reaches_every_step_in_the_json_logs(mesh: Mesh) -> None:
+    stream = io.StringIO()
+    pantree_logging.configure("DEBUG", stream)
+    try:
+        await mesh.orchestrator.Recommend(
+            pb.RecommendRequest(history=rhythmic_history()),
+            metadata=(("x-request-id", "req-4711"),), timeout=10,
+        )
+    finally:
+        pantree_logging.configure("WARNING")
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    done = {r["method"]: r for r in records if r["msg"] == "rpc done"}
+    assert set(done) >= {
+        "/pantree.orchestrator.v1.OrchestratorService/Recommend",
+        "/pantree.frequency.v1.FrequencyService/AnalyzeHistory",
+        "/pantree.vectors.v1.VectorService/SearchSimilarProducts",
+        "/pantree.recommendation.v1.RecommendationService/RankCandidates",
+    }
+    assert {r["request_id"] for r in done.values()} == {"req-4711"}
+
+
+async def test_an_expired_deadline_is_deadline_exceeded_and_the_server_keeps_serving(
+    mesh: Mesh,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mesh.orchestrator.Recommend(
+            pb.RecommendRequest(history=rhythmic_history()), timeout=0.001
+        )
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert await mesh.health_of("") == SERVING
+    response = await mesh.orchestrator.Recommend(
+        pb.RecommendRequest(history=rhythmic_history()), timeout=10
+    )
+    assert response.offers
+
+
+async def test_a_cancelled_stream_stops_the_work_on_the_server(tmp_path: Path) -> None:
+    mesh = await start_mesh(tmp_path, PANTREE_SIMULATION_MONTH_DELAY_MS="200")
+    try:
+        call = mesh.orchestrator.ProcessSeed(seed_request(months=12), timeout=30)
+        while not (await call.read()).HasField("month"):
+            pass
+        assert mesh.server.drain.in_flight >= 2, "the orchestrator and the simulation are busy"
+        call.cancel()
+        deadline = time.monotonic() + 1.0
+        while mesh.server.drain.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert mesh.server.drain.in_flight == 0
+    finally:
+        await stop_mesh(mesh)
