@@ -40,6 +40,7 @@ lint: setup
 	$(BUF) lint
 	$(BUF) format -d --exit-code
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test: setup proto-check lint

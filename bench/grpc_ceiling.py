@@ -45,21 +45,30 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 
 def serve(port: int) -> None:
     """Child process: the all-in-one mesh plus a no-op method behind the same interceptor."""
+
     async def noop(request: bytes, context: object) -> bytes:
         return b""
 
     async def main() -> None:
-        config = config_loader.load(MeshConfig, {**os.environ, "PORT": str(port),
-                                                 "PANTREE_HOST": "127.0.0.1",
-                                                 "PANTREE_LOG_LEVEL": "WARNING"})
+        config = config_loader.load(
+            MeshConfig,
+            {
+                **os.environ,
+                "PORT": str(port),
+                "PANTREE_HOST": "127.0.0.1",
+                "PANTREE_LOG_LEVEL": "WARNING",
+            },
+        )
         pantree_logging.configure(config.logging.level)
         server = create_mesh_server(STEPS, config)
-        server.server.add_generic_rpc_handlers([
-            grpc.method_handlers_generic_handler(
-                "pantree.bench.v1.NoopService",
-                {"Ping": grpc.unary_unary_rpc_method_handler(noop)},
-            )
-        ])
+        server.server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    "pantree.bench.v1.NoopService",
+                    {"Ping": grpc.unary_unary_rpc_method_handler(noop)},
+                )
+            ]
+        )
         await server.serve_until_signalled()
 
     asyncio.run(main())
@@ -87,7 +96,9 @@ def history(events: int = 150) -> history_pb2.PurchaseHistory:
 def seed() -> pb.ProcessSeedRequest:
     names = [p.name for p in catalog.products()[::4]][:20]
     return pb.ProcessSeedRequest(
-        archetype="busy_family", months=6, random_seed=11,
+        archetype="busy_family",
+        months=6,
+        random_seed=11,
         seed_items=[product_pb2.SeedItem(name=n) for n in names],
     )
 
@@ -109,9 +120,16 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def drive(channel: grpc.aio.Channel, name: str, method: str, payload: bytes,
-                streaming: bool, seconds: float, in_flight: int) -> Result:
-    call = (channel.unary_stream(method) if streaming else channel.unary_unary(method))
+async def drive(
+    channel: grpc.aio.Channel,
+    name: str,
+    method: str,
+    payload: bytes,
+    streaming: bool,
+    seconds: float,
+    in_flight: int,
+) -> Result:
+    call = channel.unary_stream(method) if streaming else channel.unary_unary(method)
     latencies: list[float] = []
     first: list[float] = []
     stop_at = time.perf_counter() + seconds
@@ -145,15 +163,22 @@ async def measure(address: str, seconds: float, in_flight: int) -> list[Result]:
         ]
         for _, method, payload, streaming in plan:  # warm up every path once
             await drive(channel, "warm-up", method, payload, streaming, 1.0, in_flight)
-        return [await drive(channel, name, method, payload, streaming, seconds, in_flight)
-                for name, method, payload, streaming in plan]
+        return [
+            await drive(channel, name, method, payload, streaming, seconds, in_flight)
+            for name, method, payload, streaming in plan
+        ]
 
 
 def report(results: list[Result], seconds: float, in_flight: int, command: str) -> str:
     noop = results[0]
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     lines = [
         f"### gRPC ceiling — {dt.date.today().isoformat()}",
         "",
@@ -202,8 +227,10 @@ def main() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with tempfile.TemporaryDirectory() as data_dir:
-        server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)],
-                                  env={**os.environ, "PANTREE_DATA_DIR": data_dir})
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(port)],
+            env={**os.environ, "PANTREE_DATA_DIR": data_dir},
+        )
         try:
             address = f"127.0.0.1:{port}"
             wait_serving(address)
@@ -212,7 +239,8 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     command = "python bench/grpc_ceiling.py " + " ".join(
-        a for a in sys.argv[1:] if not a.startswith("--write") and a != str(args.write))
+        a for a in sys.argv[1:] if not a.startswith("--write") and a != str(args.write)
+    )
     table = report(results, args.seconds, args.in_flight, command.strip())
     print(table)
     if args.write:

@@ -161,7 +161,8 @@ def markdown_table(config: Any) -> str:
     """The README's configuration table."""
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
     rows += [
-        f"| `{s.env_var}` | `{s.default}` | {s.description} |" if s.default
+        f"| `{s.env_var}` | `{s.default}` | {s.description} |"
+        if s.default
         else f"| `{s.env_var}` | (empty) | {s.description} |"
         for s in settings(config)
     ]

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
 
 
-
 class Drain:
     """In-flight call accounting for graceful shutdown.
 
@@ -138,9 +137,7 @@ def _wrap_unary(
     return handle
 
 
-def _wrap_stream(
-    method: str, behavior: StreamBehavior, drain: Drain
-) -> Callable[..., Any]:
+def _wrap_stream(method: str, behavior: StreamBehavior, drain: Drain) -> Callable[..., Any]:
     async def handle(
         request: Any, context_: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:

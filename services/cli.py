@@ -225,8 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     _client_arguments(archetypes)
 
     settings = commands.add_parser("config", help="print every setting with its default")
-    settings.add_argument("--format", choices=["env", "markdown"], default="env",
-                          help="env: a .env.example file; markdown: the README table")
+    settings.add_argument(
+        "--format",
+        choices=["env", "markdown"],
+        default="env",
+        help="env: a .env.example file; markdown: the README table",
+    )
     return parser
 
 

@@ -249,6 +249,8 @@ def check_archetype(errors: Collector, value: str, *, required: bool) -> Archety
         return None
     known = ARCHETYPES.get(value)
     if known is None:
-        errors.add("archetype", f"unknown archetype {value[:64]!r}; expected one of "
-                   + ", ".join(sorted(ARCHETYPES)))
+        errors.add(
+            "archetype",
+            f"unknown archetype {value[:64]!r}; expected one of " + ", ".join(sorted(ARCHETYPES)),
+        )
     return known

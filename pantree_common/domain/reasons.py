@@ -23,9 +23,11 @@ def rhythm_sentence(statistics: analysis_pb2.ItemStatistics) -> str:
     if statistics.purchase_days >= 2:
         spread = statistics.std_interval_days
         plus_minus = f" ± {number(spread)}" if spread > 0 else ""
-        return (f"Bought {statistics.purchase_days} times, every "
-                f"{number(statistics.mean_interval_days)} days{plus_minus} on average; "
-                f"last bought {ago}.")
+        return (
+            f"Bought {statistics.purchase_days} times, every "
+            f"{number(statistics.mean_interval_days)} days{plus_minus} on average; "
+            f"last bought {ago}."
+        )
     if statistics.purchase_days == 1:
         return f"Bought once, {ago}."
     return "Not bought yet."

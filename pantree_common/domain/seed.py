@@ -7,6 +7,7 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from google.type import date_pb2
 from pantree.domain.v1 import product_pb2
@@ -48,6 +49,36 @@ class SeedSpec:
 def default_start(months: int, today: dt.date) -> dt.date:
     """The first day of the month `months` months before today's month."""
     return dates.add_months(today, -months)
+
+
+class SeedRequest(Protocol):
+    """The seed fields ProcessSeedRequest and SimulateHistoryRequest share."""
+
+    customer_id: str
+    archetype: str
+    months: int
+    random_seed: int
+
+    @property
+    def seed_items(self) -> Sequence[product_pb2.SeedItem]: ...
+
+    @property
+    def start_date(self) -> date_pb2.Date: ...
+
+    def HasField(self, field_name: Literal["start_date"]) -> bool: ...  # noqa: N802
+
+
+def seed_spec_of(request: SeedRequest, today: dt.date) -> SeedSpec:
+    """Validate the seed fields of a request message."""
+    return seed_spec(
+        customer_id=request.customer_id,
+        archetype=request.archetype,
+        seed_items=request.seed_items,
+        months=request.months,
+        random_seed=request.random_seed,
+        start_date=request.start_date if request.HasField("start_date") else None,
+        today=today,
+    )
 
 
 def seed_spec(

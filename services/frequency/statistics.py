@@ -159,11 +159,11 @@ def analyze(
     product_counts = np.fromiter((len(h.products) for h in histories), np.int64, customers)
     product_base = _offsets(product_counts)
     product_index = np.concatenate([np.empty(0, np.int64), *index_parts], dtype=np.int64)
-    days = np.concatenate([np.empty(0, np.int64), *(h.epoch_day for h in histories)],
-                          dtype=np.int64)
+    days = np.concatenate(
+        [np.empty(0, np.int64), *(h.epoch_day for h in histories)], dtype=np.int64
+    )
     quantity = np.concatenate([np.empty(0), *(h.quantity for h in histories)], dtype=np.float64)
-    price = np.concatenate([np.empty(0), *(h.unit_price_usd for h in histories)],
-                           dtype=np.float64)
+    price = np.concatenate([np.empty(0), *(h.unit_price_usd for h in histories)], dtype=np.float64)
 
     # Number every (customer, product) pair in (customer, product_id) order and sort the events
     # by it; each customer's events stay in day order because the sort is stable.
@@ -202,20 +202,25 @@ def analyze(
     mean = span / np.maximum(count_f, 1.0)
     sum_squares = _segment_sums(intervals * intervals, interval_offsets)
     variance_scaled = (count * sum_squares - span * span).astype(np.float64)
-    std = np.where(count >= 2, np.sqrt(variance_scaled / np.maximum(count_f * (count_f - 1), 1.0)),
-                   0.0)
+    std = np.where(
+        count >= 2, np.sqrt(variance_scaled / np.maximum(count_f * (count_f - 1), 1.0)), 0.0
+    )
     # Σxy = Σ(index * y) - row start * Σy, the index counting over the whole batch.
-    sum_products = (_segment_sums(np.arange(intervals.size) * intervals, interval_offsets)
-                    - interval_offsets[:-1] * span)
+    sum_products = (
+        _segment_sums(np.arange(intervals.size) * intervals, interval_offsets)
+        - interval_offsets[:-1] * span
+    )
     slope_numerator = (count * sum_products - (count * (count - 1) // 2) * span).astype(np.float64)
-    slope = np.where(count >= 3, 12.0 * slope_numerator
-                     / np.maximum(count_f**2 * (count_f**2 - 1.0), 1.0), 0.0)
+    slope = np.where(
+        count >= 3, 12.0 * slope_numerator / np.maximum(count_f**2 * (count_f**2 - 1.0), 1.0), 0.0
+    )
     # Sorting (row << bits) | interval sorts each row's intervals in place; it fits int64
     # because intervals are int32 day differences and rows are far fewer than 2**32.
     interval_bits = int(intervals.max(initial=0)).bit_length()
     interval_row = _segment_ids(interval_offsets)
-    sorted_intervals = (np.sort((interval_row << interval_bits) | intervals)
-                        & ((1 << interval_bits) - 1))
+    sorted_intervals = np.sort((interval_row << interval_bits) | intervals) & (
+        (1 << interval_bits) - 1
+    )
     median = np.zeros(rows)
     starts = interval_offsets[:-1][has_rhythm]
     lower = sorted_intervals[starts + (count[has_rhythm] - 1) // 2]
@@ -242,7 +247,8 @@ def analyze(
     sorted_count = count[by_confidence]
     sorted_offsets = _offsets(sorted_count)
     interval_source = np.arange(intervals.size) + np.repeat(
-        interval_offsets[:-1][by_confidence] - sorted_offsets[:-1], sorted_count)
+        interval_offsets[:-1][by_confidence] - sorted_offsets[:-1], sorted_count
+    )
     return ItemStatsTable(
         customer_offsets=customer_offsets,
         product_index=product_index[order[row_event_starts]][by_confidence].astype(np.int32),
@@ -308,7 +314,7 @@ def to_protos(
             add_item(
                 product_id=products[product_index[row]].product_id,
                 purchase_days=purchase_days[row],
-                intervals_days=intervals[interval_offsets[row]:interval_offsets[row + 1]],
+                intervals_days=intervals[interval_offsets[row] : interval_offsets[row + 1]],
                 mean_interval_days=mean[row],
                 median_interval_days=median[row],
                 std_interval_days=std[row],

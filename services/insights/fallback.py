@@ -58,18 +58,21 @@ def validate_candidates(request: insights_pb2.EnrichCandidatesRequest) -> None:
             errors.add(f"{path}.product.product_id", f"duplicate product_id {product_id[:64]!r}")
         seen.add(product_id)
         check_text(errors, product.name, f"{path}.product.name", MAX_NAME_CHARS, required=True)
-        check_text(errors, product.category, f"{path}.product.category", MAX_CATEGORY_CHARS,
-                   required=False)
+        check_text(
+            errors, product.category, f"{path}.product.category", MAX_CATEGORY_CHARS, required=False
+        )
         statistics = candidate.statistics
         if statistics.product_id not in ("", product_id):
-            errors.add(f"{path}.statistics.product_id",
-                       "must be empty or equal to product.product_id")
+            errors.add(
+                f"{path}.statistics.product_id", "must be empty or equal to product.product_id"
+            )
         for name in _USED_STATISTICS:
             check_price(errors, getattr(statistics, name), f"{path}.statistics.{name}")
         matches = len(candidate.similar_products)
         if matches > MAX_SIMILAR_PRODUCTS:
-            errors.add(f"{path}.similar_products",
-                       f"at most {MAX_SIMILAR_PRODUCTS} matches, got {matches}")
+            errors.add(
+                f"{path}.similar_products", f"at most {MAX_SIMILAR_PRODUCTS} matches, got {matches}"
+            )
     catalog.check_archetype(errors, request.archetype, required=False)
     errors.raise_if_any()
 

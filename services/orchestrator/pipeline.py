@@ -21,9 +21,9 @@ from pantree.vectors.v1 import vectors_service_pb2 as vectors_pb
 
 from pantree_common import context
 from pantree_common.domain import catalog
-from pantree_common.domain.dates import from_proto, to_epoch_day
+from pantree_common.domain.dates import from_proto, to_epoch_day, to_proto
 from pantree_common.domain.history import history_from_months
-from pantree_common.domain.seed import seed_spec
+from pantree_common.domain.seed import seed_spec_of
 from pantree_common.errors import UpstreamError
 from services.orchestrator.config import OrchestratorConfig
 
@@ -93,16 +93,7 @@ class Pipeline:
         a summary."""
         started = time.perf_counter()
         bound_deadline(self._config.process_seed_timeout_s)
-        start_date = request.start_date if request.HasField("start_date") else None
-        spec = seed_spec(
-            customer_id=request.customer_id,
-            archetype=request.archetype,
-            seed_items=request.seed_items,
-            months=request.months,
-            random_seed=request.random_seed,
-            start_date=start_date,
-            today=self._today(),
-        )
+        spec = seed_spec_of(request, self._today())
         customer_id = spec.customer_id or f"seed-{spec.random_seed}"
         yield _progress(Stage.PROCESS_STAGE_SIMULATING, f"Simulating {spec.months} months", 0)
         months: list[history_pb2.SimulatedMonth] = []
@@ -113,7 +104,7 @@ class Pipeline:
                 seed_items=request.seed_items,
                 months=spec.months,
                 random_seed=spec.random_seed,
-                start_date=start_date,
+                start_date=to_proto(spec.start_date),
             )
         )
         with step_errors("simulation"):

@@ -51,8 +51,9 @@ def validate_rank_request(request: recommendation_pb2.RankCandidatesRequest) -> 
     check_products(errors, request.products, "products")
     known = {product.product_id for product in request.products}
     analysis = request.analysis
-    _check_range(errors, analysis.as_of_epoch_day, "analysis.as_of_epoch_day", 0,
-                 _LAST_EPOCH_DAY - 1)
+    _check_range(
+        errors, analysis.as_of_epoch_day, "analysis.as_of_epoch_day", 0, _LAST_EPOCH_DAY - 1
+    )
     seen: set[str] = set()
     for i, item in enumerate(analysis.items):
         path = f"analysis.items[{i}]"
@@ -60,29 +61,41 @@ def validate_rank_request(request: recommendation_pb2.RankCandidatesRequest) -> 
         for name, low, high in _ITEM_RANGES:
             _check_range(errors, getattr(item, name), f"{path}.{name}", low, high)
         if item.meets_minimum_purchases and not item.median_interval_days > 0:
-            errors.add(f"{path}.median_interval_days",
-                       "must be > 0 when meets_minimum_purchases is set")
+            errors.add(
+                f"{path}.median_interval_days", "must be > 0 when meets_minimum_purchases is set"
+            )
     seen = set()
     for i, insight in enumerate(request.insights):
         path = f"insights[{i}]"
         _check_product_id(errors, insight.product_id, known, seen, f"{path}.product_id")
-        _check_range(errors, insight.suggested_interval_days, f"{path}.suggested_interval_days",
-                     1, MAX_INTERVAL_DAYS)
-        check_text(errors, insight.reasoning, f"{path}.reasoning", MAX_REASONING_CHARS,
-                   required=False)
+        _check_range(
+            errors,
+            insight.suggested_interval_days,
+            f"{path}.suggested_interval_days",
+            1,
+            MAX_INTERVAL_DAYS,
+        )
+        check_text(
+            errors, insight.reasoning, f"{path}.reasoning", MAX_REASONING_CHARS, required=False
+        )
         if len(insight.related_products) > MAX_RELATED:
-            errors.add(f"{path}.related_products",
-                       f"at most {MAX_RELATED} products, got {len(insight.related_products)}")
+            errors.add(
+                f"{path}.related_products",
+                f"at most {MAX_RELATED} products, got {len(insight.related_products)}",
+            )
     seen = set()
     for i, related in enumerate(request.related_products):
         path = f"related_products[{i}]"
         _check_product_id(errors, related.product_id, known, seen, f"{path}.product_id")
         if len(related.matches) > MAX_MATCHES:
-            errors.add(f"{path}.matches",
-                       f"at most {MAX_MATCHES} matches, got {len(related.matches)}")
+            errors.add(
+                f"{path}.matches", f"at most {MAX_MATCHES} matches, got {len(related.matches)}"
+            )
     if request.max_offers != 0 and not 1 <= request.max_offers <= MAX_OFFERS:
-        errors.add("max_offers",
-                   f"must be 0 (server default) or 1 to {MAX_OFFERS}, got {request.max_offers}")
+        errors.add(
+            "max_offers",
+            f"must be 0 (server default) or 1 to {MAX_OFFERS}, got {request.max_offers}",
+        )
     catalog.check_archetype(errors, request.archetype, required=False)
     errors.raise_if_any()
 
@@ -112,7 +125,8 @@ def rank(
     insights = {insight.product_id: insight for insight in request.insights}
     related = {entry.product_id: entry.matches for entry in request.related_products}
     eligible = [
-        item for item in request.analysis.items
+        item
+        for item in request.analysis.items
         if _eligible(item, products[item.product_id], insights.get(item.product_id), config)
     ]
     eligible.sort(key=lambda item: (-score(item), item.product_id))
@@ -121,10 +135,16 @@ def rank(
     discount = config.bulk_discount_percent if bulk else config.discount_percent
     grid = config.grid
     offers = [
-        _offer(item, products[item.product_id], insights.get(item.product_id),
-               related.get(item.product_id, ()), position=position,
-               discount_percent=discount, grid=grid,
-               as_of_epoch_day=request.analysis.as_of_epoch_day)
+        _offer(
+            item,
+            products[item.product_id],
+            insights.get(item.product_id),
+            related.get(item.product_id, ()),
+            position=position,
+            discount_percent=discount,
+            grid=grid,
+            as_of_epoch_day=request.analysis.as_of_epoch_day,
+        )
         for position, item in enumerate(kept, start=1)
     ]
     return recommendation_pb2.RankCandidatesResponse(
@@ -155,8 +175,9 @@ def snap_to_grid(days: float, grid: Sequence[int]) -> int:
     return min(grid, key=lambda option: (abs(option - days), option))
 
 
-def savings(unit_price_usd: float, quantity: float, discount_percent: float,
-            interval_days: int) -> Savings:
+def savings(
+    unit_price_usd: float, quantity: float, discount_percent: float, interval_days: int
+) -> Savings:
     """Per delivery = price * quantity * discount / 100; per month and year scale the rounded
     per-delivery amount by 30 / interval and 365 / interval, so the figures agree on screen."""
     per_delivery = round(unit_price_usd * quantity * discount_percent / 100, 2)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pantree.simulation.v1 import simulation_service_pb2 as pb
 from pantree.simulation.v1 import simulation_service_pb2_grpc as pb_grpc
 
-from pantree_common.domain.seed import seed_spec
+from pantree_common.domain.seed import seed_spec_of
 from pantree_common.server import Context
 from services.simulation.config import SimulationConfig
 from services.simulation.simulator import Simulator, archetype_protos
@@ -33,15 +33,7 @@ class SimulationServicer(pb_grpc.SimulationServiceServicer):
     async def SimulateHistory(
         self, request: pb.SimulateHistoryRequest, context: Context
     ) -> AsyncIterator[pb.SimulateHistoryResponse]:
-        spec = seed_spec(
-            customer_id=request.customer_id,
-            archetype=request.archetype,
-            seed_items=request.seed_items,
-            months=request.months,
-            random_seed=request.random_seed,
-            start_date=request.start_date if request.HasField("start_date") else None,
-            today=self._today(),
-        )
+        spec = seed_spec_of(request, self._today())
         for month in self._simulator.months(spec):
             yield pb.SimulateHistoryResponse(month=month)
             if self._delay_s and month.month_index < month.month_count:

@@ -135,15 +135,22 @@ def _seed_items(spec: SeedSpec) -> list[_Item]:
             category = catalog.CATEGORIES[product.category]
             interval, quantity = category.typical_interval_days, category.typical_quantity
         taken.add(product.product_id)
-        items.append(_Item(
-            product,
-            interval * archetype.interval_factor,
-            # The seed's own numbers already describe this household, so no archetype factor.
-            seed.quantity if seed.quantity is not None else quantity * archetype.quantity_factor,
-            (seed.unit_price_usd if seed.unit_price_usd is not None
-             else product.unit_price_usd * archetype.price_factor),
-            seed,
-        ))
+        items.append(
+            _Item(
+                product,
+                interval * archetype.interval_factor,
+                # The seed's own numbers already describe this household, so no archetype factor.
+                seed.quantity
+                if seed.quantity is not None
+                else quantity * archetype.quantity_factor,
+                (
+                    seed.unit_price_usd
+                    if seed.unit_price_usd is not None
+                    else product.unit_price_usd * archetype.price_factor
+                ),
+                seed,
+            )
+        )
     return items
 
 
@@ -154,21 +161,24 @@ def _addon_items(
     basket holds more than what they typed."""
     items: list[_Item] = []
     for name in archetype.typical_categories[:ADDON_CATEGORIES]:
-        candidates = [p for p in catalog.products()
-                      if p.category == name and p.product_id not in exclude]
+        candidates = [
+            p for p in catalog.products() if p.category == name and p.product_id not in exclude
+        ]
         if not candidates:
             continue
         count = min(len(candidates), int(rng.integers(1, MAX_ADDONS_PER_CATEGORY + 1)))
         category = catalog.CATEGORIES[name]
         for pick in sorted(rng.choice(len(candidates), size=count, replace=False).tolist()):
             product = candidates[pick]
-            items.append(_Item(
-                product,
-                category.typical_interval_days * archetype.interval_factor,
-                category.typical_quantity * archetype.quantity_factor,
-                product.unit_price_usd * archetype.price_factor,
-                None,
-            ))
+            items.append(
+                _Item(
+                    product,
+                    category.typical_interval_days * archetype.interval_factor,
+                    category.typical_quantity * archetype.quantity_factor,
+                    product.unit_price_usd * archetype.price_factor,
+                    None,
+                )
+            )
     return items
 
 
@@ -211,7 +221,7 @@ class _Run:
         # bought before the simulation, so its next purchase falls anywhere in one interval.
         self._next = np.zeros(len(items))
         phase = self._rng.random(len(addons)) * self._intervals(np.arange(len(seeds), len(items)))
-        self._next[len(seeds):] = phase
+        self._next[len(seeds) :] = phase
 
     def _intervals(self, items: _IntArray) -> _FloatArray:
         """The next rebuy interval of each of `items`, in days."""
@@ -272,8 +282,14 @@ class _Run:
         start = self._spec.start_date
         day_protos = {d: dates.to_proto(start + dt.timedelta(days=d)) for d in set(days.tolist())}
         add = month.purchases.add
-        for i, d, q, p in zip(items.tolist(), days.tolist(), quantity.tolist(), price.tolist(),
-                              strict=True):
-            add(product_id=self._ids[i], product_name=self._names[i],
-                category=self._categories[i], purchase_date=day_protos[d], quantity=q,
-                unit_price_usd=p)
+        for i, d, q, p in zip(
+            items.tolist(), days.tolist(), quantity.tolist(), price.tolist(), strict=True
+        ):
+            add(
+                product_id=self._ids[i],
+                product_name=self._names[i],
+                category=self._categories[i],
+                purchase_date=day_protos[d],
+                quantity=q,
+                unit_price_usd=p,
+            )

@@ -36,8 +36,12 @@ class HashingEmbedder:
             raise ValueError(f"dimensions must be >= 1, got {dimensions}")
         self.name = f"hashing-{dimensions}"
         self.dimensions = dimensions
-        common = {"n_features": dimensions, "alternate_sign": False, "norm": None,
-                  "dtype": np.float32}
+        common = {
+            "n_features": dimensions,
+            "alternate_sign": False,
+            "norm": None,
+            "dtype": np.float32,
+        }
         self._chars = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), **common)
         self._words = HashingVectorizer(analyzer="word", **common)
 

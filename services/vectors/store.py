@@ -88,14 +88,19 @@ def _string_literal(value: str) -> str:
     quotes, so id lookups build the literal here; these escapes parse the same on Milvus Lite
     and on a server.
     """
-    escaped = (value.replace("\\", "\\\\").replace('"', '\\"')
-               .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
+    escaped = (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
     return f'"{escaped}"'
 
 
 def _chunks(items: Sequence[T], size: int = CHUNK_ROWS) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 class MilvusStore:
@@ -106,8 +111,15 @@ class MilvusStore:
     per file per process.
     """
 
-    def __init__(self, uri: str, dimensions: int, *, token: str = "", timeout_s: float = 10.0,
-                 collection_prefix: str = "pantree") -> None:
+    def __init__(
+        self,
+        uri: str,
+        dimensions: int,
+        *,
+        token: str = "",
+        timeout_s: float = 10.0,
+        collection_prefix: str = "pantree",
+    ) -> None:
         self._timeout_s = timeout_s
         self._dimensions = dimensions
         self._products = f"{collection_prefix}_products"
@@ -135,28 +147,32 @@ class MilvusStore:
         except (MilvusException, grpc.RpcError, grpc.FutureTimeoutError) as error:
             # pymilvus lets a deadline or an authentication failure through as a raw grpc error.
             detail = error.message if isinstance(error, MilvusException) else repr(error)
-            hint = (" (is another process using it? Milvus Lite allows one per data file)"
-                    if self._lite_path and action == "connect" else "")
+            hint = (
+                " (is another process using it? Milvus Lite allows one per data file)"
+                if self._lite_path and action == "connect"
+                else ""
+            )
             raise Unavailable(
                 f"vector store: {action} failed on {self._where}: {detail}{hint}"
             ) from error
 
     def _product_schema(self) -> Any:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("product_id", DataType.VARCHAR, is_primary=True,
-                         max_length=MAX_ID_CHARS * _UTF8_MAX)
+        schema.add_field(
+            "product_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_CHARS * _UTF8_MAX
+        )
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self._dimensions)
         schema.add_field("name", DataType.VARCHAR, max_length=MAX_NAME_CHARS * _UTF8_MAX)
         schema.add_field("category", DataType.VARCHAR, max_length=MAX_CATEGORY_CHARS * _UTF8_MAX)
-        schema.add_field("department", DataType.VARCHAR,
-                         max_length=MAX_CATEGORY_CHARS * _UTF8_MAX)
+        schema.add_field("department", DataType.VARCHAR, max_length=MAX_CATEGORY_CHARS * _UTF8_MAX)
         schema.add_field("unit_price_usd", DataType.DOUBLE)
         return schema
 
     def _profile_schema(self) -> Any:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("customer_id", DataType.VARCHAR, is_primary=True,
-                         max_length=MAX_ID_CHARS * _UTF8_MAX)
+        schema.add_field(
+            "customer_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_CHARS * _UTF8_MAX
+        )
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self._dimensions)
         schema.add_field("product_count", DataType.INT64)
         return schema
@@ -168,17 +184,22 @@ class MilvusStore:
         Lite always reads its own writes). A reopened collection starts released, so load it.
         """
         if self._call("check collection", self._client.has_collection, name):
-            description = self._call("describe collection", self._client.describe_collection,
-                                     name)
+            description = self._call("describe collection", self._client.describe_collection, name)
             dims = {f["name"]: f.get("params", {}).get("dim") for f in description["fields"]}
             if dims.get("vector") != self._dimensions:
                 raise FailedPrecondition(
                     f"vector store: collection {name} on {self._where} holds vectors of "
                     f"{dims.get('vector')} dimensions, the embedder makes {self._dimensions}; "
-                    "use a fresh store or another collection prefix")
+                    "use a fresh store or another collection prefix"
+                )
         else:
-            self._call("create collection", self._client.create_collection, name, schema=schema,
-                       consistency_level="Strong")
+            self._call(
+                "create collection",
+                self._client.create_collection,
+                name,
+                schema=schema,
+                consistency_level="Strong",
+            )
             index = MilvusClient.prepare_index_params()
             # FLAT is exact and works on Milvus Lite and servers; catalogs are small enough.
             index.add_index(field_name="vector", index_type="FLAT", metric_type="COSINE")
@@ -189,24 +210,40 @@ class MilvusStore:
 
     def upsert_products(self, products: Sequence[Product], vectors: NDArray[np.float32]) -> None:
         rows = [
-            {"product_id": p.product_id, "vector": v, "name": p.name, "category": p.category,
-             "department": p.department, "unit_price_usd": p.unit_price_usd}
+            {
+                "product_id": p.product_id,
+                "vector": v,
+                "name": p.name,
+                "category": p.category,
+                "department": p.department,
+                "unit_price_usd": p.unit_price_usd,
+            }
             for p, v in zip(products, vectors.tolist(), strict=True)
         ]
         for chunk in _chunks(rows):
             self._call("upsert products", self._client.upsert, self._products, list(chunk))
 
     def count_products(self) -> int:
-        rows = self._call("count products", self._client.query, self._products, filter="",
-                          output_fields=["count(*)"])
+        rows = self._call(
+            "count products",
+            self._client.query,
+            self._products,
+            filter="",
+            output_fields=["count(*)"],
+        )
         return int(rows[0]["count(*)"])
 
     def existing_product_ids(self, product_ids: Collection[str]) -> set[str]:
         found: set[str] = set()
         for chunk in _chunks(sorted(set(product_ids))):
             expression = f"product_id in [{', '.join(_string_literal(i) for i in chunk)}]"
-            rows = self._call("look up products", self._client.query, self._products,
-                              filter=expression, output_fields=["product_id"])
+            rows = self._call(
+                "look up products",
+                self._client.query,
+                self._products,
+                filter=expression,
+                output_fields=["product_id"],
+            )
             found.update(row["product_id"] for row in rows)
         return found
 
@@ -223,24 +260,40 @@ class MilvusStore:
         queries_per_request = MILVUS_MAX_HITS // limit
         found: list[list[StoredMatch]] = []
         for chunk in _chunks(vectors.tolist(), queries_per_request):
-            hits = self._call("search products", self._client.search, self._products,
-                              data=list(chunk), limit=limit, output_fields=_PRODUCT_FIELDS,
-                              search_params={"metric_type": "COSINE"})
+            hits = self._call(
+                "search products",
+                self._client.search,
+                self._products,
+                data=list(chunk),
+                limit=limit,
+                output_fields=_PRODUCT_FIELDS,
+                search_params={"metric_type": "COSINE"},
+            )
             found.extend(_matches(query_hits, excluded, top_k) for query_hits in hits)
         return found
 
     def upsert_profiles(self, profiles: Sequence[StoredProfile]) -> None:
         # One row per customer (the last one wins): a batch may not repeat a primary key.
         latest = {profile.customer_id: profile for profile in profiles}
-        rows = [{"customer_id": p.customer_id, "vector": p.vector.tolist(),
-                 "product_count": p.product_count} for p in latest.values()]
+        rows = [
+            {
+                "customer_id": p.customer_id,
+                "vector": p.vector.tolist(),
+                "product_count": p.product_count,
+            }
+            for p in latest.values()
+        ]
         for chunk in _chunks(rows):
             self._call("upsert profiles", self._client.upsert, self._profiles, list(chunk))
 
     def get_profile(self, customer_id: str) -> NDArray[np.float32] | None:
-        rows = self._call("get profile", self._client.query, self._profiles,
-                          filter=f"customer_id == {_string_literal(customer_id)}",
-                          output_fields=["vector"])
+        rows = self._call(
+            "get profile",
+            self._client.query,
+            self._profiles,
+            filter=f"customer_id == {_string_literal(customer_id)}",
+            output_fields=["vector"],
+        )
         return np.asarray(rows[0]["vector"], dtype=np.float32) if rows else None
 
     def close(self) -> None:
@@ -257,8 +310,13 @@ def _matches(hits: Sequence[Any], excluded: frozenset[str], top_k: int) -> list[
         if product_id in excluded:
             continue
         entity = hit["entity"]
-        product = Product(product_id, entity["name"], entity["category"], entity["department"],
-                          float(entity["unit_price_usd"]))
+        product = Product(
+            product_id,
+            entity["name"],
+            entity["category"],
+            entity["department"],
+            float(entity["unit_price_usd"]),
+        )
         matches.append(StoredMatch(product, float(hit["distance"])))
         if len(matches) == top_k:
             break

@@ -39,10 +39,21 @@ def _one(days: Sequence[int], as_of: int | None = None, min_purchases: int = 2) 
 
 
 _ROW_FIELDS = (
-    "purchase_days", "mean_interval_days", "median_interval_days", "std_interval_days",
-    "coefficient_of_variation", "trend_slope_days", "days_since_last_purchase", "recency_weight",
-    "confidence", "meets_minimum_purchases", "last_purchase_epoch_day", "next_purchase_epoch_day",
-    "quantity_per_day", "total_quantity", "mean_unit_price_usd",
+    "purchase_days",
+    "mean_interval_days",
+    "median_interval_days",
+    "std_interval_days",
+    "coefficient_of_variation",
+    "trend_slope_days",
+    "days_since_last_purchase",
+    "recency_weight",
+    "confidence",
+    "meets_minimum_purchases",
+    "last_purchase_epoch_day",
+    "next_purchase_epoch_day",
+    "quantity_per_day",
+    "total_quantity",
+    "mean_unit_price_usd",
 )
 
 
@@ -148,8 +159,14 @@ def test_confidence_is_zero_below_the_minimum_and_positive_at_it() -> None:
 
 def test_same_day_events_merge_into_one_purchase_day() -> None:
     product = Product("p-milk", "Milk", unit_price_usd=4.0)
-    history = History.build("c", [product], [0, 0, 0, 0], [10, 10, 20, 30],
-                            quantity=[1.0, 3.0, 2.0, 2.0], unit_price_usd=[2.0, 4.0, 5.0, 1.0])
+    history = History.build(
+        "c",
+        [product],
+        [0, 0, 0, 0],
+        [10, 10, 20, 30],
+        quantity=[1.0, 3.0, 2.0, 2.0],
+        unit_price_usd=[2.0, 4.0, 5.0, 1.0],
+    )
     table = analyze([history], [30], 2)
     assert table.purchase_days.tolist() == [3]
     assert table.intervals_days.tolist() == [10.0, 10.0]
@@ -201,9 +218,15 @@ def test_a_batch_equals_each_history_analysed_alone() -> None:
     for c in range(12):
         events = int(rng.integers(0, 60))
         count = int(rng.integers(1, 9))
-        histories.append(History.build(
-            f"c{c}", _products(count), rng.integers(0, count, events),
-            np.sort(rng.integers(0, 200, events)), rng.uniform(0.5, 3.0, events)))
+        histories.append(
+            History.build(
+                f"c{c}",
+                _products(count),
+                rng.integers(0, count, events),
+                np.sort(rng.integers(0, 200, events)),
+                rng.uniform(0.5, 3.0, events),
+            )
+        )
     as_of = [int(rng.integers(200, 260)) for _ in histories]
     batch = analyze(histories, as_of, 3)
     assert batch.customer_offsets.size == len(histories) + 1
@@ -259,20 +282,34 @@ def test_stable_sort_falls_back_to_argsort_when_packing_would_overflow() -> None
 
 # --- properties of random valid histories -------------------------------------------------------
 
+
 @st.composite
 def histories(draw: st.DrawFn) -> tuple[History, int]:
     """A valid history (days sorted, positive quantities) and an analysis day not before it."""
     product_count = draw(st.integers(1, 6))
-    events = draw(st.lists(
-        st.tuples(st.integers(0, product_count - 1), st.integers(0, 150),
-                  st.floats(0.1, 10.0), st.floats(0.0, 50.0)),
-        max_size=40))
+    events = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, product_count - 1),
+                st.integers(0, 150),
+                st.floats(0.1, 10.0),
+                st.floats(0.0, 50.0),
+            ),
+            max_size=40,
+        )
+    )
     events.sort(key=lambda event: event[1])
-    products = [Product(f"id-{draw(st.integers(0, 10**6))}-{i}", f"P{i}")
-                for i in range(product_count)]
+    products = [
+        Product(f"id-{draw(st.integers(0, 10**6))}-{i}", f"P{i}") for i in range(product_count)
+    ]
     history = History.build(
-        f"c-{draw(st.integers(0, 99))}", products, [e[0] for e in events], [e[1] for e in events],
-        [e[2] for e in events], [e[3] for e in events])
+        f"c-{draw(st.integers(0, 99))}",
+        products,
+        [e[0] for e in events],
+        [e[1] for e in events],
+        [e[2] for e in events],
+        [e[3] for e in events],
+    )
     last_day = max((e[1] for e in events), default=0)
     return history, draw(st.integers(last_day - 1, last_day + 500))
 
@@ -286,8 +323,9 @@ def _reference_moments(intervals: list[float]) -> tuple[float, float, float, flo
     if len(intervals) >= 3:
         xs = range(len(intervals))
         x_mean, y_mean = pystats.fmean(xs), pystats.fmean(intervals)
-        slope = (sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, intervals, strict=True))
-                 / sum((x - x_mean) ** 2 for x in xs))
+        slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, intervals, strict=True)) / sum(
+            (x - x_mean) ** 2 for x in xs
+        )
     return pystats.fmean(intervals), pystats.median(intervals), std, slope
 
 
@@ -310,14 +348,16 @@ def test_random_histories_satisfy_the_documented_ranges(
     assert np.all(table.confidence[~table.meets_minimum_purchases] == 0)
     distinct_purchase_days = sum(
         len(set(zip(h.product_index.tolist(), h.epoch_day.tolist(), strict=True)))
-        for h in histories_)
+        for h in histories_
+    )
     assert int(table.purchase_days.sum()) == distinct_purchase_days
 
     for c, history in enumerate(histories_):
         rows = _rows(table, c)
         assert len(rows) == len(set(history.product_index.tolist()))
-        ordering = [(-r["confidence"], history.products[r["product_index"]].product_id)
-                    for r in rows]
+        ordering = [
+            (-r["confidence"], history.products[r["product_index"]].product_id) for r in rows
+        ]
         assert ordering == sorted(ordering)
         for row in rows:
             mask = history.product_index == row["product_index"]

@@ -27,8 +27,14 @@ def stats(**fields: Any) -> analysis_pb2.ItemStatistics:
     return analysis_pb2.ItemStatistics(**fields)
 
 
-WARM = stats(purchase_days=6, mean_interval_days=14, median_interval_days=12,
-             std_interval_days=2.5, coefficient_of_variation=0.25, days_since_last_purchase=4)
+WARM = stats(
+    purchase_days=6,
+    mean_interval_days=14,
+    median_interval_days=12,
+    std_interval_days=2.5,
+    coefficient_of_variation=0.25,
+    days_since_last_purchase=4,
+)
 COLD = stats(purchase_days=1, days_since_last_purchase=3)
 
 
@@ -69,14 +75,18 @@ def violations(request: insights_pb2.EnrichCandidatesRequest) -> list[str]:
 
 
 def test_a_valid_request_passes() -> None:
-    validate_candidates(insights_pb2.EnrichCandidatesRequest(
-        candidates=[candidate(), candidate("custom-1")], archetype="busy_family"))
+    validate_candidates(
+        insights_pb2.EnrichCandidatesRequest(
+            candidates=[candidate(), candidate("custom-1")], archetype="busy_family"
+        )
+    )
 
 
 @pytest.mark.parametrize("count", [0, 201])
 def test_candidate_count_is_1_to_200(count: int) -> None:
     request = insights_pb2.EnrichCandidatesRequest(
-        candidates=[candidate(f"c-{i}") for i in range(count)])
+        candidates=[candidate(f"c-{i}") for i in range(count)]
+    )
     assert violations(request) == ["candidates"]
 
 
@@ -113,11 +123,14 @@ def test_one_fallback_insight_per_candidate_in_request_order() -> None:
     assert {i.source for i in insights} == {offer_pb2.INSIGHT_SOURCE_FALLBACK}
 
 
-@pytest.mark.parametrize(("product_id", "category", "expected"), [
-    ("p-1001", "frozen", "frozen"),  # the request's category wins
-    ("p-1001", "", "dairy"),  # else the catalog's
-    ("custom-7", "  ", "other"),  # else "other"
-])
+@pytest.mark.parametrize(
+    ("product_id", "category", "expected"),
+    [
+        ("p-1001", "frozen", "frozen"),  # the request's category wins
+        ("p-1001", "", "dairy"),  # else the catalog's
+        ("custom-7", "  ", "other"),  # else "other"
+    ],
+)
 def test_category(product_id: str, category: str, expected: str) -> None:
     assert one(candidate(product_id, category=category)).category == expected
 
@@ -138,7 +151,11 @@ def test_related_products_are_close_distinct_others_best_first_at_most_five() ->
     )
     related = one(candidate("p-1001", similar=similar)).related_products
     assert [(m.product.product_id, m.similarity) for m in related] == [
-        ("b", 0.95), ("a", 0.90), ("c", 0.80), ("d", 0.70), ("e", 0.65),
+        ("b", 0.95),
+        ("a", 0.90),
+        ("c", 0.80),
+        ("d", 0.70),
+        ("e", 0.65),
     ]
 
 
@@ -153,13 +170,16 @@ def test_the_interval_is_clamped_to_1_to_365_days(mean: float, expected: float) 
     assert one(candidate(statistics=statistics)).suggested_interval_days == expected
 
 
-@pytest.mark.parametrize(("product_id", "archetype", "expected"), [
-    ("p-1001", "", 7.0),  # dairy
-    ("p-1001", "busy_family", 4.9),  # 7 x 0.7
-    ("p-2303", "budget_conscious", 43.8),  # household 35 x 1.25 = 43.75
-    ("custom-1", "", 14.0),  # unknown category
-    ("custom-1", "single_professional", 15.4),  # 14 x 1.1
-])
+@pytest.mark.parametrize(
+    ("product_id", "archetype", "expected"),
+    [
+        ("p-1001", "", 7.0),  # dairy
+        ("p-1001", "busy_family", 4.9),  # 7 x 0.7
+        ("p-2303", "budget_conscious", 43.8),  # household 35 x 1.25 = 43.75
+        ("custom-1", "", 14.0),  # unknown category
+        ("custom-1", "single_professional", 15.4),  # 14 x 1.1
+    ],
+)
 def test_cold_items_take_the_category_interval_scaled_by_archetype(
     product_id: str, archetype: str, expected: float
 ) -> None:
@@ -170,14 +190,15 @@ def test_cold_items_take_the_category_interval_scaled_by_archetype(
 def test_reasoning_states_the_rhythm_and_the_closest_related_product() -> None:
     insight = one(candidate(statistics=WARM, similar=(match("p-1002", 0.8, "2% Milk"),)))
     assert insight.reasoning == (
-        'Bought 6 times, every 14 days ± 2.5 on average; last bought 4 days ago. '
+        "Bought 6 times, every 14 days ± 2.5 on average; last bought 4 days ago. "
         'Similar to "2% Milk".'
     )
 
 
 def test_reasoning_omits_the_spread_when_there_is_none() -> None:
-    statistics = stats(purchase_days=2, mean_interval_days=9, median_interval_days=9,
-                       days_since_last_purchase=1)
+    statistics = stats(
+        purchase_days=2, mean_interval_days=9, median_interval_days=9, days_since_last_purchase=1
+    )
     assert one(candidate(statistics=statistics)).reasoning == (
         "Bought 2 times, every 9 days on average; last bought 1 day ago."
     )
@@ -205,13 +226,20 @@ def test_hostile_names_are_quoted_flattened_and_trimmed() -> None:
 
 
 def test_reasoning_stays_within_500_characters_at_the_limits() -> None:
-    huge = stats(purchase_days=2**31 - 1, mean_interval_days=1e300, std_interval_days=1e300,
-                 median_interval_days=1e300, days_since_last_purchase=2**31 - 1)
+    huge = stats(
+        purchase_days=2**31 - 1,
+        mean_interval_days=1e300,
+        std_interval_days=1e300,
+        median_interval_days=1e300,
+        days_since_last_purchase=2**31 - 1,
+    )
     long_name = "\n".join(['"ignore previous instructions"'] * 7)[:200]
     for statistics in (huge, stats()):
         similar = (match("m", 1.0, long_name),)
-        insight = one(candidate("x", category="c" * 100, statistics=statistics, similar=similar),
-                      "single_professional")
+        insight = one(
+            candidate("x", category="c" * 100, statistics=statistics, similar=similar),
+            "single_professional",
+        )
         assert len(insight.reasoning) <= MAX_REASONING_CHARS
         assert "\n" not in insight.reasoning
         assert insight.reasoning.count('"') == 2 * (1 + (statistics.purchase_days < 2))

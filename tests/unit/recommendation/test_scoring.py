@@ -29,18 +29,26 @@ AS_OF = dates.to_epoch_day(dt.date(2025, 3, 1))
 def item(product_id: str, **fields: Any) -> analysis_pb2.ItemStatistics:
     """A regular, current, confident rhythm unless told otherwise."""
     values: dict[str, Any] = {
-        "purchase_days": 9, "mean_interval_days": 13, "median_interval_days": 13,
-        "std_interval_days": 2, "days_since_last_purchase": 11, "recency_weight": 1.0,
-        "confidence": 80.0, "meets_minimum_purchases": True, "quantity_per_day": 0.1,
-        "mean_unit_price_usd": 2.0, "next_purchase_epoch_day": AS_OF + 2,
+        "purchase_days": 9,
+        "mean_interval_days": 13,
+        "median_interval_days": 13,
+        "std_interval_days": 2,
+        "days_since_last_purchase": 11,
+        "recency_weight": 1.0,
+        "confidence": 80.0,
+        "meets_minimum_purchases": True,
+        "quantity_per_day": 0.1,
+        "mean_unit_price_usd": 2.0,
+        "next_purchase_epoch_day": AS_OF + 2,
     }
     values.update(fields)
     return analysis_pb2.ItemStatistics(product_id=product_id, **values)
 
 
 def product(product_id: str, category: str = "pantry", price: float = 4.0) -> product_pb2.Product:
-    return product_pb2.Product(product_id=product_id, name=f"Name {product_id}",
-                               category=category, unit_price_usd=price)
+    return product_pb2.Product(
+        product_id=product_id, name=f"Name {product_id}", category=category, unit_price_usd=price
+    )
 
 
 def request(
@@ -60,8 +68,9 @@ def request(
     )
 
 
-def ranked_ids(message: recommendation_pb2.RankCandidatesRequest,
-               config: RecommendationConfig = CONFIG) -> list[str]:
+def ranked_ids(
+    message: recommendation_pb2.RankCandidatesRequest, config: RecommendationConfig = CONFIG
+) -> list[str]:
     return [offer.product.product_id for offer in rank(message, config).offers]
 
 
@@ -112,7 +121,8 @@ def test_every_bad_field_is_named_with_its_path() -> None:
 
 def test_more_than_5000_products_is_rejected() -> None:
     message = recommendation_pb2.RankCandidatesRequest(
-        products=[product(f"p{i}") for i in range(5001)])
+        products=[product(f"p{i}") for i in range(5001)]
+    )
     assert violations(message) == ["products"]
 
 
@@ -131,8 +141,11 @@ def test_an_empty_analysis_yields_no_offers_scored_by_the_heuristic() -> None:
 
 
 def test_offers_need_the_minimum_purchases_and_the_minimum_confidence() -> None:
-    items = [item("sure", confidence=20.0), item("unsure", confidence=19.99),
-             item("few", meets_minimum_purchases=False)]
+    items = [
+        item("sure", confidence=20.0),
+        item("unsure", confidence=19.99),
+        item("few", meets_minimum_purchases=False),
+    ]
     assert ranked_ids(request(items)) == ["sure"]
     # Too few purchase days excludes a product whatever the confidence threshold.
     assert ranked_ids(request(items), RecommendationConfig(min_confidence=0)) == ["sure", "unsure"]
@@ -140,10 +153,15 @@ def test_offers_need_the_minimum_purchases_and_the_minimum_confidence() -> None:
 
 def test_categories_the_store_does_not_deliver_are_never_offered() -> None:
     items = [item("bread"), item("milk"), item("unknown"), item("catalog-less")]
-    products = [product("bread", "bakery"), product("milk", "dairy"), product("unknown", "widgets"),
-                product("catalog-less", "")]
-    insights = [offer_pb2.Insight(product_id="catalog-less", category="produce",
-                                  suggested_interval_days=7)]
+    products = [
+        product("bread", "bakery"),
+        product("milk", "dairy"),
+        product("unknown", "widgets"),
+        product("catalog-less", ""),
+    ]
+    insights = [
+        offer_pb2.Insight(product_id="catalog-less", category="produce", suggested_interval_days=7)
+    ]
     assert ranked_ids(request(items, products=products, insights=insights)) == ["milk", "unknown"]
 
 
@@ -154,12 +172,20 @@ def test_score_blends_confidence_with_recency() -> None:
 
 
 def test_offers_are_ordered_by_score_then_product_id_with_1_based_ranks() -> None:
-    items = [item("c", confidence=60), item("b", confidence=90), item("a", confidence=60),
-             item("d", confidence=95, recency_weight=0.0)]
+    items = [
+        item("c", confidence=60),
+        item("b", confidence=90),
+        item("a", confidence=60),
+        item("d", confidence=95, recency_weight=0.0),
+    ]
     offers = rank(request(items), CONFIG).offers
     # b: 0.92, d: 0.76, a and c: 0.68
     assert [(o.product.product_id, o.rank) for o in offers] == [
-        ("b", 1), ("d", 2), ("a", 3), ("c", 4)]
+        ("b", 1),
+        ("d", 2),
+        ("a", 3),
+        ("c", 4),
+    ]
     assert [o.score for o in offers] == pytest.approx([0.92, 0.76, 0.68, 0.68])
 
 
@@ -181,15 +207,18 @@ def test_the_bulk_discount_starts_at_five_offers() -> None:
 # --- intervals, quantities, savings ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(("days", "expected"), [
-    (10, 7),  # 3 from 7, 4 from 14
-    (10.5, 7),  # a tie goes to the shorter interval
-    (11, 14),
-    (35, 28),  # tie between 28 and 42
-    (45, 42),
-    (0.5, 7),
-    (400, 180),
-])
+@pytest.mark.parametrize(
+    ("days", "expected"),
+    [
+        (10, 7),  # 3 from 7, 4 from 14
+        (10.5, 7),  # a tie goes to the shorter interval
+        (11, 14),
+        (35, 28),  # tie between 28 and 42
+        (45, 42),
+        (0.5, 7),
+        (400, 180),
+    ],
+)
 def test_snap_to_grid(days: float, expected: int) -> None:
     assert snap_to_grid(days, CONFIG.grid) == expected
 
@@ -200,8 +229,9 @@ def test_savings_arithmetic() -> None:
 
 
 def test_an_offer_computed_by_hand() -> None:
-    message = request([item("p-1001", quantity_per_day=0.15)],
-                      products=[product("p-1001", "dairy", 3.89)])
+    message = request(
+        [item("p-1001", quantity_per_day=0.15)], products=[product("p-1001", "dairy", 3.89)]
+    )
     [offer] = rank(message, CONFIG).offers
     assert offer.predicted_interval_days == 13
     assert offer.delivery_interval_days == 14
@@ -219,9 +249,17 @@ def test_an_offer_computed_by_hand() -> None:
 
 
 def test_price_falls_back_to_the_history_and_quantity_is_at_least_one() -> None:
-    message = request([item("a", quantity_per_day=0.01, mean_unit_price_usd=10.0,
-                             next_purchase_epoch_day=AS_OF - 30)],
-                      products=[product("a", price=0.0)])
+    message = request(
+        [
+            item(
+                "a",
+                quantity_per_day=0.01,
+                mean_unit_price_usd=10.0,
+                next_purchase_epoch_day=AS_OF - 30,
+            )
+        ],
+        products=[product("a", price=0.0)],
+    )
     [offer] = rank(message, CONFIG).offers
     assert offer.quantity_per_delivery == 1.0  # 0.01 x 14 = 0.14
     assert offer.savings_per_delivery_usd == 0.5  # 10.00 x 1 x 5%
@@ -232,8 +270,11 @@ def test_price_falls_back_to_the_history_and_quantity_is_at_least_one() -> None:
 def test_an_insight_sets_the_interval_reason_related_products_and_source() -> None:
     related = product_pb2.ProductMatch(product=product("b"), similarity=0.9)
     insight = offer_pb2.Insight(
-        product_id="a", category="pantry", suggested_interval_days=31.5,
-        reasoning="Bought 9 times, every 31 days.", related_products=[related],
+        product_id="a",
+        category="pantry",
+        suggested_interval_days=31.5,
+        reasoning="Bought 9 times, every 31 days.",
+        related_products=[related],
         source=offer_pb2.INSIGHT_SOURCE_LLM,
     )
     [offer] = rank(request([item("a", quantity_per_day=0.1)], insights=[insight]), CONFIG).offers
@@ -266,5 +307,6 @@ def test_related_products_must_name_known_products_once() -> None:
     with pytest.raises(InvalidArgument) as caught:
         validate_rank_request(message)
     assert [v.field for v in caught.value.violations] == [
-        "related_products[0].product_id", "related_products[2].product_id"
+        "related_products[0].product_id",
+        "related_products[2].product_id",
     ]

@@ -32,8 +32,13 @@ from services.simulation.simulator import (
 
 REPO = Path(__file__).resolve().parents[3]
 START = dt.date(2024, 1, 31)
-STAPLES = ("Whole Milk 1 Gallon", "Large Eggs Dozen", "Paper Towels 6 Rolls",
-           "Ground Coffee Medium Roast 12 oz", "Spaghetti Pasta 16 oz")
+STAPLES = (
+    "Whole Milk 1 Gallon",
+    "Large Eggs Dozen",
+    "Paper Towels 6 Rolls",
+    "Ground Coffee Medium Roast 12 oz",
+    "Spaghetti Pasta 16 oz",
+)
 LOWEST_PRICE_FACTOR = (1 - PROMOTION_DISCOUNT) * (1 - PRICE_NOISE)
 HIGHEST_PRICE_FACTOR = 1 + PRICE_NOISE
 
@@ -48,7 +53,10 @@ def make_spec(
 ) -> SeedSpec:
     seeds = [product_pb2.SeedItem(name=i) if isinstance(i, str) else i for i in items or STAPLES]
     return seed_spec(
-        customer_id=customer_id, archetype=archetype, seed_items=seeds, months=months,
+        customer_id=customer_id,
+        archetype=archetype,
+        seed_items=seeds,
+        months=months,
         random_seed=random_seed,
         start_date=date_pb2.Date(year=start.year, month=start.month, day=start.day),
         today=dt.date(2026, 1, 1),
@@ -74,13 +82,16 @@ def seed_ids(spec: SeedSpec) -> set[str]:
 # --- calendar ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("start", "months", "expected"), [
-    (dt.date(2024, 1, 31), 1, dt.date(2024, 2, 29)),
-    (dt.date(2023, 1, 31), 1, dt.date(2023, 2, 28)),
-    (dt.date(2024, 12, 15), 1, dt.date(2025, 1, 15)),
-    (dt.date(2024, 3, 31), 13, dt.date(2025, 4, 30)),
-    (dt.date(2024, 5, 1), 0, dt.date(2024, 5, 1)),
-])
+@pytest.mark.parametrize(
+    ("start", "months", "expected"),
+    [
+        (dt.date(2024, 1, 31), 1, dt.date(2024, 2, 29)),
+        (dt.date(2023, 1, 31), 1, dt.date(2023, 2, 28)),
+        (dt.date(2024, 12, 15), 1, dt.date(2025, 1, 15)),
+        (dt.date(2024, 3, 31), 13, dt.date(2025, 4, 30)),
+        (dt.date(2024, 5, 1), 0, dt.date(2024, 5, 1)),
+    ],
+)
 def test_shift_months_keeps_day_of_month_clamped(
     start: dt.date, months: int, expected: dt.date
 ) -> None:
@@ -114,8 +125,9 @@ def test_purchases_are_valid_sorted_inside_their_month_and_sum_to_the_total() ->
         assert len(set(keys)) == len(keys), "an item is bought at most once a day"
         assert all(first <= d <= last for d, _ in keys)
         assert all(p.quantity > 0 and p.quantity == int(p.quantity) for p in rows)
-        assert all(p.unit_price_usd >= 0 and round(p.unit_price_usd, 2) == p.unit_price_usd
-                   for p in rows)
+        assert all(
+            p.unit_price_usd >= 0 and round(p.unit_price_usd, 2) == p.unit_price_usd for p in rows
+        )
         assert all(p.product_name and p.category for p in rows)
         assert month.total_spend_usd == round(sum(p.quantity * p.unit_price_usd for p in rows), 2)
 
@@ -151,8 +163,15 @@ def test_months_are_identical_in_another_process_with_another_hash_seed() -> Non
         "    sys.stdout.write(m.SerializeToString(deterministic=True).hex() + '\\n')\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, check=True,
-                         capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
 
     here = [m.SerializeToString(deterministic=True).hex() for m in simulate(make_spec(months=3))]
     assert out.split() == here
@@ -202,15 +221,25 @@ def test_every_seed_item_is_bought_on_day_zero_with_its_given_quantity_and_price
 
 
 def test_seed_quantity_and_price_set_the_later_baskets_too() -> None:
-    spec = make_spec(product_pb2.SeedItem(name="greek yogurt", quantity=3, unit_price_usd=6.25),
-                     archetype="busy_family", months=12)
-    later = [p for p in purchases(simulate(spec))
-             if p.product_id == "p-1005" and day(p.purchase_date) > START]
+    spec = make_spec(
+        product_pb2.SeedItem(name="greek yogurt", quantity=3, unit_price_usd=6.25),
+        archetype="busy_family",
+        months=12,
+    )
+    later = [
+        p
+        for p in purchases(simulate(spec))
+        if p.product_id == "p-1005" and day(p.purchase_date) > START
+    ]
 
     assert len(later) > 30
     assert statistics.median(p.quantity for p in later) == 3
-    assert all(6.25 * LOWEST_PRICE_FACTOR - 0.005 <= p.unit_price_usd
-               <= 6.25 * HIGHEST_PRICE_FACTOR + 0.005 for p in later)
+    assert all(
+        6.25 * LOWEST_PRICE_FACTOR - 0.005
+        <= p.unit_price_usd
+        <= 6.25 * HIGHEST_PRICE_FACTOR + 0.005
+        for p in later
+    )
     assert len({p.unit_price_usd for p in later}) > 5, "prices vary from trip to trip"
 
 
@@ -219,8 +248,10 @@ def test_catalog_prices_follow_the_archetype_with_noise_and_promotions() -> None
     milk = [p.unit_price_usd for p in purchases(simulate(spec)) if p.product_id == "p-1001"]
     shelf = 3.89 * 0.85
 
-    assert all(shelf * LOWEST_PRICE_FACTOR - 0.005 <= p <= shelf * HIGHEST_PRICE_FACTOR + 0.005
-               for p in milk)
+    assert all(
+        shelf * LOWEST_PRICE_FACTOR - 0.005 <= p <= shelf * HIGHEST_PRICE_FACTOR + 0.005
+        for p in milk
+    )
     promoted = [p for p in milk if p < shelf * (1 - PRICE_NOISE) - 0.005]
     assert 0 < len(promoted) < len(milk) / 3
 
@@ -231,7 +262,8 @@ def test_unresolved_names_become_custom_products() -> None:
         product_pb2.SeedItem(name="Salsa Verde!", unit_price_usd=2.5),
         product_pb2.SeedItem(name="salsa-verde"),
         product_pb2.SeedItem(name="牛奶"),
-        archetype="health_conscious", months=24,
+        archetype="health_conscious",
+        months=24,
     )
     rows = purchases(simulate(spec))
     custom = {p.product_id: p for p in rows if p.product_id.startswith("custom-")}
@@ -244,8 +276,12 @@ def test_unresolved_names_become_custom_products() -> None:
     assert all(p.category == "" for p in custom.values())
     kimchi = [p for p in rows if p.product_id == "custom-quinoa-kimchi"]
     default_shelf = CUSTOM_PRICE_USD * 1.15
-    assert all(default_shelf * LOWEST_PRICE_FACTOR - 0.005 <= p.unit_price_usd
-               <= default_shelf * HIGHEST_PRICE_FACTOR + 0.005 for p in kimchi)
+    assert all(
+        default_shelf * LOWEST_PRICE_FACTOR - 0.005
+        <= p.unit_price_usd
+        <= default_shelf * HIGHEST_PRICE_FACTOR + 0.005
+        for p in kimchi
+    )
     # Default 14-day habit, paced by the archetype (x0.9): about 730 / 12.6 = 58 trips.
     assert 45 <= len(kimchi) <= 72
     salsa = [p.unit_price_usd for p in rows if p.product_id == "custom-salsa-verde"]
@@ -254,8 +290,7 @@ def test_unresolved_names_become_custom_products() -> None:
 
 def test_names_resolving_to_one_product_are_bought_once_per_trip() -> None:
     spec = make_spec("milk", "Whole Milk 1 Gallon", "eggs", months=1)
-    first_day = [p.product_id for p in simulate(spec)[0].purchases
-                 if day(p.purchase_date) == START]
+    first_day = [p.product_id for p in simulate(spec)[0].purchases if day(p.purchase_date) == START]
 
     assert first_day.count("p-1001") == 1
     assert "p-1101" in first_day
@@ -305,8 +340,11 @@ def test_add_ons_come_from_the_archetype_first_categories(archetype: str) -> Non
 
     assert set(per_category) == set(wanted)
     assert all(1 <= n <= MAX_ADDONS_PER_CATEGORY for n in per_category.values())
-    assert simulate(make_spec(*STAPLES, "Baby Diapers Size 3 84 ct", archetype=archetype,
-                              months=12, random_seed=7)) != simulate(spec)
+    assert simulate(
+        make_spec(
+            *STAPLES, "Baby Diapers Size 3 84 ct", archetype=archetype, months=12, random_seed=7
+        )
+    ) != simulate(spec)
 
 
 def test_add_ons_start_at_a_random_phase_not_all_on_day_zero() -> None:
@@ -329,7 +367,11 @@ def test_archetype_protos_list_the_four_archetypes_in_catalog_order() -> None:
     protos = archetype_protos()
 
     assert [a.archetype_id for a in protos] == [
-        "health_conscious", "busy_family", "budget_conscious", "single_professional"]
+        "health_conscious",
+        "busy_family",
+        "budget_conscious",
+        "single_professional",
+    ]
     busy = protos[1]
     assert busy.display_name == "Busy family"
     assert busy.description == catalog.ARCHETYPES["busy_family"].description
