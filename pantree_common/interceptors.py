@@ -19,7 +19,7 @@ from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
 from pantree_common import context
-from pantree_common.errors import PantreeError, UpstreamError
+from pantree_common.errors import InvalidArgument, PantreeError, UpstreamError
 
 log = logging.getLogger("pantree.rpc")
 
@@ -113,6 +113,33 @@ def _log_done(method: str, started: float, **fields: Any) -> None:
 _SHUTTING_DOWN = "server is shutting down; retry on another replica"
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes are not the expected message."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that hands bad bytes to the handler instead of failing inside gRPC, which
+    would answer INTERNAL: a malformed request is the caller's error (INVALID_ARGUMENT)."""
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:
+            return _Undecodable(f"{type(exc).__name__}: {exc}"[:200])
+
+    return parse
+
+
+def _check_decoded(request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument.single("request", f"not a valid message ({request.reason})")
+
+
 def _wrap_unary(
     method: str, behavior: Callable[..., Awaitable[Any]], drain: Drain
 ) -> Callable[..., Any]:
@@ -122,6 +149,7 @@ def _wrap_unary(
         token, started = _enter(context_)
         drain.enter()
         try:
+            _check_decoded(request)
             response = await behavior(request, context_)
         except grpc.aio.AbortError:
             raise
@@ -147,6 +175,7 @@ def _wrap_stream(method: str, behavior: StreamBehavior, drain: Drain) -> Callabl
         drain.enter()
         sent = 0
         try:
+            _check_decoded(request)
             async for response in behavior(request, context_):
                 yield response
                 sent += 1
@@ -168,27 +197,35 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     def __init__(self, drain: Drain) -> None:
         self._drain = drain
+        self._wrapped: dict[str, Handler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler:
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
         if handler is None or method.startswith("/grpc."):
             # Health and reflection are gRPC's own: never refused, never waited for.
             return handler
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
+            wrapped = grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(method, handler.unary_unary, self._drain),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
+        elif handler.unary_stream is not None:
+            wrapped = grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(method, cast(StreamBehavior, handler.unary_stream), self._drain),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
-        return handler
+        else:
+            return handler
+        # Handlers are fixed per method once the server runs: wrap each one once.
+        self._wrapped[method] = wrapped
+        return wrapped

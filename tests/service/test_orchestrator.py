@@ -358,3 +358,23 @@ async def test_a_cancelled_stream_stops_the_work_on_the_server(tmp_path: Path) -
         assert await mesh.server.drain.wait_idle(1.0), "handlers still running 1 s after cancel"
     finally:
         await stop_mesh(mesh)
+
+
+async def test_bytes_that_are_no_request_are_invalid_argument(mesh: Mesh) -> None:
+    for method in ("Recommend", "ProcessSeed"):
+        path = f"/pantree.orchestrator.v1.OrchestratorService/{method}"
+        call = (
+            mesh.channel.unary_stream(path)
+            if method == "ProcessSeed"
+            else mesh.channel.unary_unary(path)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            result = call(b"\xff\xff\xff\xff garbage", timeout=5)
+            if method == "ProcessSeed":
+                async for _ in result:
+                    pass
+            else:
+                await result
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+        assert [v.field for v in bad_request_violations(caught.value)] == ["request"]
+    assert await mesh.health_of("") == SERVING
