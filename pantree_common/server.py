@@ -110,10 +110,19 @@ class PantreeServer:
         for name in ["", *names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
-        for service in self.services:
-            if isinstance(service.servicer, Lifecycle):
-                await service.servicer.start()
-            await self.health.set(service.name, health_pb2.HealthCheckResponse.SERVING)
+        started: list[Lifecycle] = []
+        try:
+            for service in self.services:
+                if isinstance(service.servicer, Lifecycle):
+                    await service.servicer.start()
+                    started.append(service.servicer)
+                await self.health.set(service.name, health_pb2.HealthCheckResponse.SERVING)
+        except BaseException:
+            # An adapter that cannot start (store locked, bad URI) leaves nothing running.
+            await self.server.stop(0)
+            for servicer in reversed(started):
+                await servicer.close()
+            raise
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"port": self.port, "services": names})
 

@@ -21,7 +21,7 @@ from pantree_common import config as config_loader
 from pantree_common import logging as pantree_logging
 from pantree_common.client import create_channel
 from pantree_common.domain.dates import to_epoch_day
-from pantree_common.errors import ConfigError, bad_request_violations
+from pantree_common.errors import ConfigError, PantreeError, bad_request_violations
 from services import render
 from services.mesh import STEPS, MeshConfig, create_mesh_server, log_config
 
@@ -44,10 +44,7 @@ async def _serve(steps: Sequence[str], config: MeshConfig) -> None:
 
 def serve_main(step: str) -> None:
     """Entry point of `python -m services.<step>`: serve one step from the environment."""
-    try:
-        asyncio.run(_serve(STEPS if step == "all" else [step], _load_config({})))
-    except ConfigError as exc:
-        sys.exit(f"configuration error: {exc.message}")
+    main(["serve", step])
 
 
 def _seed_request(args: argparse.Namespace) -> pb.ProcessSeedRequest:
@@ -234,35 +231,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+async def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return await _demo(args)
     overrides: dict[str, str] = {}
     if args.command == "serve":
         if args.port is not None:
             overrides["PORT"] = str(args.port)
         if args.host:
             overrides["PANTREE_HOST"] = args.host
+        await _serve(STEPS if args.step == "all" else [args.step], _load_config(overrides))
+        return 0
+    client = {"process-seed": _process_seed, "recommend": _recommend, "archetypes": _archetypes}
+    return await client[args.command](args, _load_config(overrides))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.command == "config":
         render = {"env": config_loader.env_example, "markdown": config_loader.markdown_table}
         print(render[args.format](MeshConfig()), end="")
         sys.exit(0)
     try:
-        if args.command == "demo":
-            code = asyncio.run(_demo(args))
-        else:
-            config = _load_config(overrides)
-            if args.command == "serve":
-                asyncio.run(_serve(STEPS if args.step == "all" else [args.step], config))
-                code = 0
-            else:
-                run = {
-                    "process-seed": _process_seed,
-                    "recommend": _recommend,
-                    "archetypes": _archetypes,
-                }[args.command]
-                code = asyncio.run(run(args, config))
+        code = asyncio.run(_run(args))
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc.message}")
+    except PantreeError as exc:
+        sys.exit(f"cannot start: {exc.message}")
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)

@@ -65,9 +65,11 @@ def bound_deadline(default_s: float) -> None:
         context.deadline.set(time.monotonic() + default_s)
 
 
-def _progress(stage: int, message: str, percent: int) -> pb.ProcessSeedResponse:
+def _progress(
+    stage: pb.ProcessStage.ValueType, message: str, percent: int
+) -> pb.ProcessSeedResponse:
     return pb.ProcessSeedResponse(
-        progress=pb.Progress(stage=stage, message=message, percent_complete=percent)  # type: ignore[arg-type]
+        progress=pb.Progress(stage=stage, message=message, percent_complete=percent)
     )
 
 

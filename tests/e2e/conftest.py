@@ -23,6 +23,7 @@ class ServerProcess:
     process: subprocess.Popen[str]
     address: str
     log_path: Path
+    data_dir: Path
 
     def stop(self, timeout: float = 20) -> int:
         if self.process.poll() is None:
@@ -55,9 +56,10 @@ def wait_serving(
 
 def start_server(tmp_path: Path, port: int, step: str = "all", **env: str) -> ServerProcess:
     log_path = tmp_path / f"server-{step}-{port}.log"
+    data_dir = tmp_path / "data"
     environment = {
         **os.environ,
-        "PANTREE_DATA_DIR": str(tmp_path / "data"),
+        "PANTREE_DATA_DIR": str(data_dir),
         "PANTREE_SHUTDOWN_GRACE_S": "10",
         **env,
     }
@@ -75,7 +77,7 @@ def start_server(tmp_path: Path, port: int, step: str = "all", **env: str) -> Se
     except BaseException:
         process.kill()
         raise
-    return ServerProcess(process, address, log_path)
+    return ServerProcess(process, address, log_path, data_dir)
 
 
 @pytest.fixture(scope="module")

@@ -256,3 +256,19 @@ def test_readme_grpcurl_commands_work_as_written(mesh_process: ServerProcess) ->
         assert result.returncode == 0, f"{command}\n{result.stderr}"
         if "Recommend" in command:
             assert json.loads(result.stdout)["offers"], "the README's history must yield an offer"
+
+
+def test_a_second_server_on_the_same_data_dir_says_why_it_cannot_start(
+    mesh_process: ServerProcess, free_port: int
+) -> None:
+    result = subprocess.run(
+        [str(BIN / "pantree"), "serve", "all", "--port", str(free_port), "--host", "127.0.0.1"],
+        env={**os.environ, "PANTREE_DATA_DIR": str(mesh_process.data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "cannot start: vector store" in result.stderr
+    assert "Traceback" not in result.stderr
