@@ -57,6 +57,7 @@ def serve(port: int) -> None:
                 "PORT": str(port),
                 "PANTREE_HOST": "127.0.0.1",
                 "PANTREE_LOG_LEVEL": "WARNING",
+                "PANTREE_METRICS_PORT": "0",
             },
         )
         pantree_logging.configure(config.logging.level)

@@ -18,7 +18,7 @@ import grpc
 from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
-from pantree_common import context
+from pantree_common import context, metrics
 from pantree_common.errors import InvalidArgument, PantreeError, UpstreamError
 
 log = logging.getLogger("pantree.rpc")
@@ -88,6 +88,7 @@ async def _abort(
 ) -> None:
     status = status_for(exc)
     code = grpc.StatusCode(next(c for c in grpc.StatusCode if c.value[0] == status.code))
+    metrics.record(method, code.name, time.perf_counter() - started)
     if isinstance(exc, PantreeError):
         log.info(
             "rpc failed",
@@ -104,10 +105,12 @@ async def _abort(
     await context_.abort(wire.code, wire.details, wire.trailing_metadata)
 
 
-def _log_done(method: str, started: float, **fields: Any) -> None:
+def _done(method: str, started: float, messages: int = 0) -> None:
+    seconds = time.perf_counter() - started
+    metrics.record(method, "OK", seconds, messages)
     if log.isEnabledFor(logging.DEBUG):
-        ms = round((time.perf_counter() - started) * 1000, 3)
-        log.debug("rpc done", extra={"method": method, "code": "OK", "ms": ms, **fields})
+        extra = {"method": method, "code": "OK", "ms": round(seconds * 1000, 3)}
+        log.debug("rpc done", extra=extra | ({"messages": messages} if messages else {}))
 
 
 _SHUTTING_DOWN = "server is shutting down; retry on another replica"
@@ -156,7 +159,7 @@ def _wrap_unary(
         except Exception as exc:
             await _abort(context_, method, exc, started)
         else:
-            _log_done(method, started)
+            _done(method, started)
             return response
         finally:
             drain.leave()
@@ -184,7 +187,7 @@ def _wrap_stream(method: str, behavior: StreamBehavior, drain: Drain) -> Callabl
         except Exception as exc:
             await _abort(context_, method, exc, started)
         else:
-            _log_done(method, started, messages=sent)
+            _done(method, started, sent)
         finally:
             drain.leave()
             context.request_id.reset(token)

@@ -7,12 +7,15 @@ import logging
 import signal
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from threading import Thread
 from typing import Any, Protocol, runtime_checkable
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from pantree_common import metrics
 from pantree_common.config import setting
 from pantree_common.interceptors import Drain, ServerInterceptor
 
@@ -50,6 +53,10 @@ class ServerConfig:
         "PANTREE_SHUTDOWN_GRACE_S", 10.0, "Seconds in-flight calls get to finish after SIGTERM."
     )
     """Drain time before remaining calls are cancelled."""
+    metrics_port: int = setting(
+        "PANTREE_METRICS_PORT", 9464, "Port of the Prometheus /metrics endpoint; 0 turns it off."
+    )
+    """Served on PANTREE_HOST, apart from the gRPC port."""
 
 
 @runtime_checkable
@@ -83,6 +90,7 @@ class PantreeServer:
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.services: list[Service] = []
         self._stopped = asyncio.Event()
+        self._metrics: tuple[WSGIServer, Thread] | None = None
 
     @property
     def address(self) -> str:
@@ -123,6 +131,8 @@ class PantreeServer:
             for servicer in reversed(started):
                 await servicer.close()
             raise
+        if self.config.metrics_port:
+            self._metrics = metrics.serve(self.config.host, self.config.metrics_port)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"port": self.port, "services": names})
 
@@ -145,6 +155,9 @@ class PantreeServer:
         for service in reversed(self.services):
             if isinstance(service.servicer, Lifecycle):
                 await service.servicer.close()
+        if self._metrics is not None:
+            self._metrics[0].shutdown()
+            self._metrics[0].server_close()
         log.info("stopped", extra={"port": self.port})
 
     async def serve_until_signalled(self) -> None:

@@ -97,6 +97,7 @@ async def _demo(args: argparse.Namespace) -> int:
         "PANTREE_HOST": "127.0.0.1",
         "PANTREE_SIMULATION_MONTH_DELAY_MS": str(args.delay_ms),
         "PANTREE_LOG_LEVEL": "WARNING",
+        "PANTREE_METRICS_PORT": "0",
     }
     if args.data_dir:
         overrides["PANTREE_DATA_DIR"] = args.data_dir

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pantree.domain.v1 import offer_pb2
 from pantree.recommendation.v1 import recommendation_service_pb2 as pb
 from pantree.recommendation.v1 import recommendation_service_pb2_grpc as pb_grpc
 
+from pantree_common.metrics import SCORING_PATHS
 from pantree_common.server import Context
 from services.recommendation.config import RecommendationConfig
 from services.recommendation.scoring import rank, validate_rank_request
@@ -18,4 +20,7 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
         self, request: pb.RankCandidatesRequest, context: Context
     ) -> pb.RankCandidatesResponse:
         validate_rank_request(request)
-        return rank(request, self._config)
+        response = rank(request, self._config)
+        path = offer_pb2.ScoringPath.Name(response.scored_by).removeprefix("SCORING_PATH_")
+        SCORING_PATHS.labels(path.lower()).inc()
+        return response

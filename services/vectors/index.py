@@ -21,6 +21,7 @@ from pantree_common.domain.history import (
     check_text,
 )
 from pantree_common.errors import Collector, InvalidArgument
+from pantree_common.metrics import SIMILAR_LOOKUPS
 from services.vectors.embedding import Embedder
 from services.vectors.store import StoredMatch, StoredProfile, VectorStore
 
@@ -144,6 +145,8 @@ class VectorIndex:
         with self._lock:
             neighbours = {text: self._fresh(text) for text in query_texts}
         missing = [text for text, found in neighbours.items() if found is None]
+        SIMILAR_LOOKUPS.labels("hit").inc(len(neighbours) - len(missing))
+        SIMILAR_LOOKUPS.labels("miss").inc(len(missing))
         if missing:
             fetched = self._store.search_products(self._embedder.embed(missing), CACHE_DEPTH, ())
             expires = self._clock() + CACHE_TTL_S

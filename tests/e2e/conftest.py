@@ -61,6 +61,7 @@ def start_server(tmp_path: Path, port: int, step: str = "all", **env: str) -> Se
         **os.environ,
         "PANTREE_DATA_DIR": str(data_dir),
         "PANTREE_SHUTDOWN_GRACE_S": "10",
+        "PANTREE_METRICS_PORT": "0",
         **env,
     }
     with log_path.open("w") as log:

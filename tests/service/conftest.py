@@ -24,7 +24,13 @@ TODAY = dt.date(2026, 11, 26)
 def mesh_config(data_dir: Path, **env: str) -> MeshConfig:
     return config_loader.load(
         MeshConfig,
-        {"PORT": "0", "PANTREE_HOST": "127.0.0.1", "PANTREE_DATA_DIR": str(data_dir), **env},
+        {
+            "PORT": "0",
+            "PANTREE_HOST": "127.0.0.1",
+            "PANTREE_DATA_DIR": str(data_dir),
+            "PANTREE_METRICS_PORT": "0",
+            **env,
+        },
     )
 
 
