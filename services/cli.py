@@ -22,7 +22,7 @@ from pantree_common import logging as pantree_logging
 from pantree_common.client import create_channel
 from pantree_common.domain.dates import to_epoch_day
 from pantree_common.errors import ConfigError, PantreeError, bad_request_violations
-from services import render
+from services import doctor, render
 from services.mesh import STEPS, MeshConfig, create_mesh_server, log_config
 
 DEFAULT_TARGET = "localhost:50051"
@@ -165,6 +165,15 @@ async def _archetypes(args: argparse.Namespace, config: MeshConfig) -> int:
     return 0
 
 
+async def _doctor(args: argparse.Namespace) -> int:
+    report = await doctor.run_checks(args.target)
+    if args.json:
+        print(report.to_json())
+    else:
+        doctor.render(Console(), report)
+    return 0 if report.ok else 1
+
+
 def _add_seed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--archetype", default="busy_family", help="shopper archetype (see `pantree archetypes`)"
@@ -229,12 +238,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="env",
         help="env: a .env.example file; markdown: the README table",
     )
+
+    check = commands.add_parser(
+        "doctor", help="check every configured dependency; exit 1 when one needed fails"
+    )
+    check.add_argument(
+        "--target", default=None, help="also check the server at host:port (health, version)"
+    )
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object")
     return parser
 
 
 async def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return await _demo(args)
+    if args.command == "doctor":
+        return await _doctor(args)
     overrides: dict[str, str] = {}
     if args.command == "serve":
         if args.port is not None:

@@ -32,7 +32,7 @@ MILVUS_MAX_HITS = 16_384
 CHUNK_ROWS = 1_000
 # Milvus sizes VARCHAR in UTF-8 bytes; the domain limits count characters (up to 4 bytes each).
 _UTF8_MAX = 4
-_SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:")
+SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:")
 _PRODUCT_FIELDS = ["name", "category", "department", "unit_price_usd"]
 
 T = TypeVar("T")
@@ -125,7 +125,7 @@ class MilvusStore:
         self._products = f"{collection_prefix}_products"
         self._profiles = f"{collection_prefix}_customer_profiles"
         self._lite_path: str | None = None
-        if not uri.startswith(_SERVER_SCHEMES):
+        if not uri.startswith(SERVER_SCHEMES):
             if not uri.endswith(".db"):
                 raise ConfigError(f"a Milvus Lite path must end in .db, got {uri!r}")
             Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
