@@ -1,0 +1,1 @@
+"""Offline evaluation on real purchase data: the time-split protocol, metrics and methods."""
