@@ -110,9 +110,7 @@ class Transactions:
         """Domain histories of the given customer indexes (default: every customer with events),
         each listing only the items that customer bought."""
         offsets = self.customer_offsets()
-        wanted = (
-            np.flatnonzero(np.diff(offsets)) if customers is None else np.asarray(customers)
-        )
+        wanted = np.flatnonzero(np.diff(offsets)) if customers is None else np.asarray(customers)
         histories: list[History] = []
         for c in wanted.tolist():
             rows = slice(offsets[c], offsets[c + 1])
