@@ -246,7 +246,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--target", default=None, help="also check the server at host:port (health, version)"
     )
     check.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+    datasets = "completejourney, tafeng, or a CSV/Parquet file path"
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate every method on real data with the time-split protocol"
+    )
+    evaluate.add_argument("--dataset", required=True, help=datasets)
+    evaluate.add_argument(
+        "--cutoffs", default="rolling", help="'rolling' (every 4 weeks) or a day number (336)"
+    )
+    evaluate.add_argument("--output", type=Path, required=True, help="JSON file to write")
+    evaluate.add_argument(
+        "--last-basket", action="store_true", help="also score each customer's last basket"
+    )
+
+    report = commands.add_parser("evaluation-report", help="write docs/EVALUATION.md")
+    report.add_argument("results", type=Path, nargs="+", help="JSON files from `evaluate`")
+    report.add_argument("--output", type=Path, default=Path("docs/EVALUATION.md"))
+
+    train = commands.add_parser("train", help="train the subscription model and save it")
+    train.add_argument("--dataset", required=True, help=datasets)
+    train.add_argument("--output", type=Path, required=True, help="directory for the artifact")
+    train.add_argument(
+        "--cutoff", default="end", help="train on days before this day number ('end': all)"
+    )
     return parser
+
+
+def _offline(args: argparse.Namespace) -> int:
+    """The jobs over data sets; imported here so serving never loads pandas and the models."""
+    from services.evaluation import job  # noqa: PLC0415
+
+    if args.command == "evaluate":
+        job.evaluate(args.dataset, args.cutoffs, args.output, args.last_basket)
+        print(f"wrote {args.output}")
+    elif args.command == "evaluation-report":
+        print(f"wrote {job.report(args.results, args.output)}")
+    else:
+        print(f"wrote {job.train(args.dataset, args.output, args.cutoff)}")
+    return 0
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -273,11 +311,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(render[args.format](MeshConfig()), end="")
         sys.exit(0)
     try:
-        code = asyncio.run(_run(args))
+        if args.command in {"evaluate", "evaluation-report", "train"}:
+            pantree_logging.configure("INFO", sys.stderr)
+            code = _offline(args)
+        else:
+            code = asyncio.run(_run(args))
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc.message}")
     except PantreeError as exc:
-        sys.exit(f"cannot start: {exc.message}")
+        starting = args.command in {"serve", "demo"}
+        sys.exit(f"{'cannot start' if starting else 'error'}: {exc.message}")
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)

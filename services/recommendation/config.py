@@ -57,6 +57,12 @@ class RecommendationConfig:
         "Delivery intervals a shopper can choose, comma-separated whole days from 1 to 365.",
     )
     """Predicted intervals snap to these, as a store only runs a few schedules."""
+    model_path: str = setting(
+        "PANTREE_MODEL_PATH",
+        "",
+        "Directory of a model written by `pantree train`; empty: rank with the statistics.",
+    )
+    """A model that fails its integrity check stops the service from starting."""
 
     @property
     def grid(self) -> tuple[int, ...]:

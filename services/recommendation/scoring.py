@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from pantree.domain.v1 import analysis_pb2, offer_pb2, product_pb2
@@ -16,6 +17,7 @@ from pantree_common.domain.history import check_products, check_text
 from pantree_common.domain.reasons import MAX_REASONING_CHARS, close_matches, rhythm_sentence
 from pantree_common.errors import Collector
 from services.recommendation.config import MAX_INTERVAL_DAYS, MAX_OFFERS, RecommendationConfig
+from services.recommendation.model import SubscriptionModel
 
 RECENCY_SHARE = 0.2
 """Part of the score taken from recency_weight; the rest is confidence / 100. Confidence says
@@ -117,19 +119,75 @@ def _check_range(errors: Collector, value: float, field: str, low: float, high: 
         errors.add(field, f"must be a finite number {bounds}, got {value}")
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """What a scorer says of one product: how to rank it, how sure, and how often."""
+
+    score: float
+    confidence: float
+    """0 to 100; the learned model's is a calibrated probability x 100."""
+    next_purchase_epoch_day: int
+    """When the product is expected to be bought next: the first delivery goes out then."""
+
+
+def heuristic(item: analysis_pb2.ItemStatistics) -> Judgement:
+    """The statistics' own judgement, used when no trained model is loaded."""
+    return Judgement(score(item), item.confidence, item.next_purchase_epoch_day)
+
+
+def _judgements(
+    request: recommendation_pb2.RankCandidatesRequest,
+    products: dict[str, product_pb2.Product],
+    model: SubscriptionModel | None,
+) -> tuple[dict[str, Judgement], offer_pb2.ScoringPath.ValueType]:
+    items = request.analysis.items
+    if model is None:
+        return {
+            item.product_id: heuristic(item) for item in items
+        }, offer_pb2.SCORING_PATH_HEURISTIC
+    if not items:
+        return {}, offer_pb2.SCORING_PATH_LOCAL_MODEL
+    predicted = model.predict_analysis(request.analysis, products)
+    # The model's interval runs from the last purchase to the next one expected within the
+    # horizon: it dates the first delivery, while the cadence stays the shopper's own rhythm.
+    judged = {
+        item.product_id: Judgement(
+            score_, confidence, item.last_purchase_epoch_day + round(interval)
+        )
+        for item, score_, confidence, interval in zip(
+            items,
+            predicted.score.tolist(),
+            predicted.confidence.tolist(),
+            predicted.interval_days.tolist(),
+            strict=True,
+        )
+    }
+    return judged, offer_pb2.SCORING_PATH_LOCAL_MODEL
+
+
 def rank(
-    request: recommendation_pb2.RankCandidatesRequest, config: RecommendationConfig
+    request: recommendation_pb2.RankCandidatesRequest,
+    config: RecommendationConfig,
+    model: SubscriptionModel | None = None,
 ) -> recommendation_pb2.RankCandidatesResponse:
-    """The best offers first, at most max_offers; the request is already validated."""
+    """The best offers first, at most max_offers; the request is already validated. With a
+    trained model, its calibrated probabilities and intervals replace the statistics' own."""
     products = {product.product_id: product for product in request.products}
     insights = {insight.product_id: insight for insight in request.insights}
     related = {entry.product_id: entry.matches for entry in request.related_products}
+    judged, path = _judgements(request, products, model)
     eligible = [
         item
         for item in request.analysis.items
-        if _eligible(item, products[item.product_id], insights.get(item.product_id), config)
+        if _eligible(
+            item,
+            judged[item.product_id],
+            products[item.product_id],
+            insights.get(item.product_id),
+            config,
+        )
     ]
-    eligible.sort(key=lambda item: (-score(item), item.product_id))
+    eligible.sort(key=lambda item: (-judged[item.product_id].score, item.product_id))
     kept = eligible[: request.max_offers or config.default_max_offers]
     bulk = len(kept) >= config.bulk_discount_min_offers
     discount = config.bulk_discount_percent if bulk else config.discount_percent
@@ -137,6 +195,7 @@ def rank(
     offers = [
         _offer(
             item,
+            judged[item.product_id],
             products[item.product_id],
             insights.get(item.product_id),
             related.get(item.product_id, ()),
@@ -147,13 +206,12 @@ def rank(
         )
         for position, item in enumerate(kept, start=1)
     ]
-    return recommendation_pb2.RankCandidatesResponse(
-        offers=offers, scored_by=offer_pb2.SCORING_PATH_HEURISTIC
-    )
+    return recommendation_pb2.RankCandidatesResponse(offers=offers, scored_by=path)
 
 
 def _eligible(
     item: analysis_pb2.ItemStatistics,
+    judgement: Judgement,
     product: product_pb2.Product,
     insight: offer_pb2.Insight | None,
     config: RecommendationConfig,
@@ -161,7 +219,7 @@ def _eligible(
     """A rhythm worth promising on a product a store delivers (fresh bread is not)."""
     category = catalog.CATEGORIES.get(product.category or (insight.category if insight else ""))
     subscribable = category is None or category.subscribable
-    confident = item.confidence >= config.min_confidence
+    confident = judgement.confidence >= config.min_confidence
     return item.meets_minimum_purchases and confident and subscribable
 
 
@@ -190,6 +248,7 @@ def savings(
 
 def _offer(
     item: analysis_pb2.ItemStatistics,
+    judgement: Judgement,
     product: product_pb2.Product,
     insight: offer_pb2.Insight | None,
     similar: Sequence[product_pb2.ProductMatch],
@@ -205,12 +264,12 @@ def _offer(
     quantity = max(1.0, float(math.floor(item.quantity_per_day * interval + 0.5)))
     price = product.unit_price_usd or item.mean_unit_price_usd
     saved = savings(price, quantity, discount_percent, interval)
-    first_delivery = max(as_of_epoch_day + 1, item.next_purchase_epoch_day)
+    first_delivery = max(as_of_epoch_day + 1, judgement.next_purchase_epoch_day)
     return offer_pb2.Offer(
         product=product,
         rank=position,
-        score=score(item),
-        confidence=item.confidence,
+        score=judgement.score,
+        confidence=judgement.confidence,
         predicted_interval_days=predicted,
         delivery_interval_days=interval,
         quantity_per_delivery=quantity,
