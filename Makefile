@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 BUF := node_modules/.bin/buf
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test test-fast lint proto proto-check serve bench clean
+.PHONY: setup demo test test-fast lint proto proto-check serve bench eval train clean
 
 setup: $(STAMP) $(BUF)
 
@@ -51,6 +51,15 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python bench/grpc_ceiling.py --write docs/BENCHMARKS.md
+
+# Every method on Complete Journey (rolling cutoffs) and Ta-Feng (+ last basket), then the report.
+eval: setup
+	$(BIN)/pantree evaluate --dataset completejourney --cutoffs rolling --output docs/eval/completejourney.json
+	$(BIN)/pantree evaluate --dataset tafeng --cutoffs rolling --last-basket --output docs/eval/tafeng.json
+	$(BIN)/pantree evaluation-report docs/eval/completejourney.json docs/eval/tafeng.json --output docs/EVALUATION.md --notes docs/eval/notes.md
+
+train: setup
+	$(BIN)/pantree train --dataset completejourney --output models/completejourney
 
 clean:
 	rm -rf $(VENV) node_modules .artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -263,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("evaluation-report", help="write docs/EVALUATION.md")
     report.add_argument("results", type=Path, nargs="+", help="JSON files from `evaluate`")
     report.add_argument("--output", type=Path, default=Path("docs/EVALUATION.md"))
+    report.add_argument("--notes", type=Path, help="Markdown file appended as the Notes section")
 
     train = commands.add_parser("train", help="train the subscription model and save it")
     train.add_argument("--dataset", required=True, help=datasets)
@@ -281,7 +282,8 @@ def _offline(args: argparse.Namespace) -> int:
         job.evaluate(args.dataset, args.cutoffs, args.output, args.last_basket)
         print(f"wrote {args.output}")
     elif args.command == "evaluation-report":
-        print(f"wrote {job.report(args.results, args.output)}")
+        notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
+        print(f"wrote {job.report(args.results, args.output, notes)}")
     else:
         print(f"wrote {job.train(args.dataset, args.output, args.cutoff)}")
     return 0
