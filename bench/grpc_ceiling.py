@@ -184,7 +184,7 @@ def report(results: list[Result], seconds: float, in_flight: int, command: str) 
         f"### gRPC ceiling — {dt.date.today().isoformat()}",
         "",
         f"Machine: {os.cpu_count()} cores, {cpu}; Python {platform.python_version()}, "
-        f"grpcio {grpc.__version__}. {in_flight} calls in flight, {seconds:g} s per workload.",
+        f"grpcio {grpc.__version__}. calls in flight: {in_flight}, {seconds:g} s per workload.",
         f"Command: `{command}`",
         "",
         "| workload | calls | rps | p50 ms | p99 ms | first message p50 ms | rps / no-op |",
