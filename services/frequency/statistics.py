@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from pantree.domain.v1 import analysis_pb2
+from scipy.stats import t as student_t
 
 from pantree_common.domain.history import History
 
@@ -66,6 +67,7 @@ class ItemStatsTable:
     std_interval_days: NDArray[np.float64]
     coefficient_of_variation: NDArray[np.float64]
     trend_slope_days: NDArray[np.float64]
+    trend_p_value: NDArray[np.float64]
     days_since_last_purchase: NDArray[np.int32]
     recency_weight: NDArray[np.float64]
     confidence: NDArray[np.float64]
@@ -144,6 +146,25 @@ def _product_id_ranks(histories: Sequence[History]) -> NDArray[np.int64]:
     return np.concatenate(parts)
 
 
+def _slope_p_value(
+    count: NDArray[np.int64], slope: NDArray[np.float64], variance_scaled: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Two-sided p-value of each slope (Student's t, m - 2 degrees of freedom), 1 below 3
+    intervals. With m intervals, Sxx = m(m²-1)/12, Syy = variance_scaled / m and the residual
+    sum of squares is Syy - slope² Sxx; an exact line has none (p 0 if it slopes, 1 if flat)."""
+    m = count.astype(np.float64)
+    tested = count >= 3
+    sxx = m * (m * m - 1.0) / 12.0
+    residual = np.maximum(variance_scaled / np.maximum(m, 1.0) - slope * slope * sxx, 0.0)
+    standard_error = np.sqrt(residual / np.maximum(m - 2.0, 1.0) / np.maximum(sxx, 1.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.abs(slope) / standard_error
+    p_value = 2.0 * student_t.sf(np.where(np.isfinite(t), t, 0.0), np.maximum(m - 2.0, 1.0))
+    exact = tested & (standard_error == 0.0)
+    p_value = np.where(exact, np.where(slope != 0.0, 0.0, 1.0), p_value)
+    return np.where(tested, np.clip(p_value, 0.0, 1.0), 1.0)
+
+
 def analyze(
     histories: Sequence[History],
     as_of_epoch_days: NDArray[np.int32] | Sequence[int],
@@ -214,6 +235,7 @@ def analyze(
     slope = np.where(
         count >= 3, 12.0 * slope_numerator / np.maximum(count_f**2 * (count_f**2 - 1.0), 1.0), 0.0
     )
+    trend_p_value = _slope_p_value(count, slope, variance_scaled)
     # Sorting (row << bits) | interval sorts each row's intervals in place; it fits int64
     # because intervals are int32 day differences and rows are far fewer than 2**32.
     interval_bits = int(intervals.max(initial=0)).bit_length()
@@ -260,6 +282,7 @@ def analyze(
         std_interval_days=std[by_confidence],
         coefficient_of_variation=variation[by_confidence],
         trend_slope_days=slope[by_confidence],
+        trend_p_value=trend_p_value[by_confidence],
         days_since_last_purchase=days_since[by_confidence].astype(np.int32),
         recency_weight=recency[by_confidence],
         confidence=confidence[by_confidence],
@@ -290,6 +313,7 @@ def to_protos(
     std = table.std_interval_days.tolist()
     variation = table.coefficient_of_variation.tolist()
     slope = table.trend_slope_days.tolist()
+    slope_p = table.trend_p_value.tolist()
     days_since = table.days_since_last_purchase.tolist()
     recency = table.recency_weight.tolist()
     confidence = table.confidence.tolist()
@@ -320,6 +344,7 @@ def to_protos(
                 std_interval_days=std[row],
                 coefficient_of_variation=variation[row],
                 trend_slope_days=slope[row],
+                trend_p_value=slope_p[row],
                 days_since_last_purchase=days_since[row],
                 recency_weight=recency[row],
                 confidence=confidence[row],

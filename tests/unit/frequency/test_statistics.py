@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import linregress
 
 from pantree_common.domain.history import History, Product
 from services.frequency import statistics as freq
@@ -45,6 +46,7 @@ _ROW_FIELDS = (
     "std_interval_days",
     "coefficient_of_variation",
     "trend_slope_days",
+    "trend_p_value",
     "days_since_last_purchase",
     "recency_weight",
     "confidence",
@@ -79,6 +81,7 @@ def test_perfectly_periodic_rhythm_has_no_spread_and_no_trend() -> None:
     assert row["std_interval_days"] == 0.0
     assert row["coefficient_of_variation"] == 0.0
     assert row["trend_slope_days"] == 0.0
+    assert row["trend_p_value"] == 1.0
     assert row["recency_weight"] == 1.0
 
 
@@ -86,7 +89,18 @@ def test_shrinking_gaps_give_an_exact_negative_slope() -> None:
     row = _one([0, 10, 18, 24, 28])
     assert row["intervals"] == [10.0, 8.0, 6.0, 4.0]
     assert row["trend_slope_days"] == -2.0
+    assert row["trend_p_value"] == 0.0, "an exact line is a certain trend"
     assert row["mean_interval_days"] == 7.0
+
+
+def test_trend_significance_matches_a_textbook_regression() -> None:
+    days = [0, 9, 16, 25, 30, 38, 41, 46]
+    row = _one(days)
+    gaps = np.diff(days)
+    fit = linregress(np.arange(gaps.size), gaps)
+    assert row["trend_slope_days"] == pytest.approx(fit.slope)
+    assert row["trend_p_value"] == pytest.approx(fit.pvalue)
+    assert _one([0, 7, 15])["trend_p_value"] == 1.0, "two intervals cannot show a trend"
 
 
 def test_irregular_intervals_match_hand_computed_moments() -> None:
@@ -340,6 +354,7 @@ def test_random_histories_satisfy_the_documented_ranges(
 
     assert np.all((table.confidence >= 0) & (table.confidence <= 100))
     assert np.all((table.recency_weight >= 0) & (table.recency_weight <= 1))
+    assert np.all((table.trend_p_value >= 0) & (table.trend_p_value <= 1))
     assert np.all(table.coefficient_of_variation >= 0)
     assert np.all(table.days_since_last_purchase >= 0)
     assert np.all(table.intervals_days >= 1)

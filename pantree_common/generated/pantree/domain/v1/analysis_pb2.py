@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pantree/domain/v1/analysis.proto\x12\x11pantree.domain.v1\"\xe4\x03\n\x0eItemStatistics\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x15\n\rpurchase_days\x18\x02 \x01(\x05\x12\x16\n\x0eintervals_days\x18\x03 \x03(\x01\x12\x1a\n\x12mean_interval_days\x18\x04 \x01(\x01\x12\x1c\n\x14median_interval_days\x18\x05 \x01(\x01\x12\x19\n\x11std_interval_days\x18\x06 \x01(\x01\x12 \n\x18\x63oefficient_of_variation\x18\x07 \x01(\x01\x12\x18\n\x10trend_slope_days\x18\x08 \x01(\x01\x12 \n\x18\x64\x61ys_since_last_purchase\x18\t \x01(\x05\x12\x16\n\x0erecency_weight\x18\n \x01(\x01\x12\x12\n\nconfidence\x18\x0b \x01(\x01\x12\x1f\n\x17meets_minimum_purchases\x18\x0c \x01(\x08\x12\x1f\n\x17last_purchase_epoch_day\x18\r \x01(\x05\x12\x1f\n\x17next_purchase_epoch_day\x18\x0e \x01(\x05\x12\x18\n\x10quantity_per_day\x18\x0f \x01(\x01\x12\x16\n\x0etotal_quantity\x18\x10 \x01(\x01\x12\x1b\n\x13mean_unit_price_usd\x18\x11 \x01(\x01\"\x9d\x01\n\x0fHistoryAnalysis\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61s_of_epoch_day\x18\x02 \x01(\x05\x12\x15\n\rmin_purchases\x18\x03 \x01(\x05\x12\x13\n\x0b\x65vent_count\x18\x04 \x01(\x05\x12\x30\n\x05items\x18\x05 \x03(\x0b\x32!.pantree.domain.v1.ItemStatisticsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pantree/domain/v1/analysis.proto\x12\x11pantree.domain.v1\"\xfb\x03\n\x0eItemStatistics\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x15\n\rpurchase_days\x18\x02 \x01(\x05\x12\x16\n\x0eintervals_days\x18\x03 \x03(\x01\x12\x1a\n\x12mean_interval_days\x18\x04 \x01(\x01\x12\x1c\n\x14median_interval_days\x18\x05 \x01(\x01\x12\x19\n\x11std_interval_days\x18\x06 \x01(\x01\x12 \n\x18\x63oefficient_of_variation\x18\x07 \x01(\x01\x12\x18\n\x10trend_slope_days\x18\x08 \x01(\x01\x12 \n\x18\x64\x61ys_since_last_purchase\x18\t \x01(\x05\x12\x16\n\x0erecency_weight\x18\n \x01(\x01\x12\x12\n\nconfidence\x18\x0b \x01(\x01\x12\x1f\n\x17meets_minimum_purchases\x18\x0c \x01(\x08\x12\x1f\n\x17last_purchase_epoch_day\x18\r \x01(\x05\x12\x1f\n\x17next_purchase_epoch_day\x18\x0e \x01(\x05\x12\x18\n\x10quantity_per_day\x18\x0f \x01(\x01\x12\x16\n\x0etotal_quantity\x18\x10 \x01(\x01\x12\x1b\n\x13mean_unit_price_usd\x18\x11 \x01(\x01\x12\x15\n\rtrend_p_value\x18\x12 \x01(\x01\"\x9d\x01\n\x0fHistoryAnalysis\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61s_of_epoch_day\x18\x02 \x01(\x05\x12\x15\n\rmin_purchases\x18\x03 \x01(\x05\x12\x13\n\x0b\x65vent_count\x18\x04 \x01(\x05\x12\x30\n\x05items\x18\x05 \x03(\x0b\x32!.pantree.domain.v1.ItemStatisticsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pantree.domain.v1.analysis_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ITEMSTATISTICS']._serialized_start=56
-  _globals['_ITEMSTATISTICS']._serialized_end=540
-  _globals['_HISTORYANALYSIS']._serialized_start=543
-  _globals['_HISTORYANALYSIS']._serialized_end=700
+  _globals['_ITEMSTATISTICS']._serialized_end=563
+  _globals['_HISTORYANALYSIS']._serialized_start=566
+  _globals['_HISTORYANALYSIS']._serialized_end=723
 # @@protoc_insertion_point(module_scope)

@@ -41,6 +41,7 @@ class ItemStatistics(_message.Message):
     QUANTITY_PER_DAY_FIELD_NUMBER: _builtins.int
     TOTAL_QUANTITY_FIELD_NUMBER: _builtins.int
     MEAN_UNIT_PRICE_USD_FIELD_NUMBER: _builtins.int
+    TREND_P_VALUE_FIELD_NUMBER: _builtins.int
     product_id: _builtins.str
     """Identifier of the product the statistics describe."""
     purchase_days: _builtins.int
@@ -79,6 +80,11 @@ class ItemStatistics(_message.Message):
     """Units bought in the whole history, > 0."""
     mean_unit_price_usd: _builtins.float
     """Quantity-weighted mean price paid per unit in US dollars, >= 0."""
+    trend_p_value: _builtins.float
+    """Two-sided p-value of trend_slope_days against "no trend" (Student's t test of the
+    least-squares slope, intervals - 2 degrees of freedom), 0 to 1; small means the trend is
+    real. 1 when fewer than 3 intervals.
+    """
     @_builtins.property
     def intervals_days(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """Days between successive purchase days, oldest first; purchase_days - 1 values, each >= 1."""
@@ -103,10 +109,11 @@ class ItemStatistics(_message.Message):
         quantity_per_day: _builtins.float = ...,
         total_quantity: _builtins.float = ...,
         mean_unit_price_usd: _builtins.float = ...,
+        trend_p_value: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coefficient_of_variation", b"coefficient_of_variation", "confidence", b"confidence", "days_since_last_purchase", b"days_since_last_purchase", "intervals_days", b"intervals_days", "last_purchase_epoch_day", b"last_purchase_epoch_day", "mean_interval_days", b"mean_interval_days", "mean_unit_price_usd", b"mean_unit_price_usd", "median_interval_days", b"median_interval_days", "meets_minimum_purchases", b"meets_minimum_purchases", "next_purchase_epoch_day", b"next_purchase_epoch_day", "product_id", b"product_id", "purchase_days", b"purchase_days", "quantity_per_day", b"quantity_per_day", "recency_weight", b"recency_weight", "std_interval_days", b"std_interval_days", "total_quantity", b"total_quantity", "trend_slope_days", b"trend_slope_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coefficient_of_variation", b"coefficient_of_variation", "confidence", b"confidence", "days_since_last_purchase", b"days_since_last_purchase", "intervals_days", b"intervals_days", "last_purchase_epoch_day", b"last_purchase_epoch_day", "mean_interval_days", b"mean_interval_days", "mean_unit_price_usd", b"mean_unit_price_usd", "median_interval_days", b"median_interval_days", "meets_minimum_purchases", b"meets_minimum_purchases", "next_purchase_epoch_day", b"next_purchase_epoch_day", "product_id", b"product_id", "purchase_days", b"purchase_days", "quantity_per_day", b"quantity_per_day", "recency_weight", b"recency_weight", "std_interval_days", b"std_interval_days", "total_quantity", b"total_quantity", "trend_p_value", b"trend_p_value", "trend_slope_days", b"trend_slope_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
