@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from pantree_common import metrics
 from pantree_common.config import setting
+from pantree_common.errors import ConfigError
 from pantree_common.interceptors import Drain, ServerInterceptor
 
 log = logging.getLogger("pantree.server")
@@ -132,7 +133,14 @@ class PantreeServer:
                 await servicer.close()
             raise
         if self.config.metrics_port:
-            self._metrics = metrics.serve(self.config.host, self.config.metrics_port)
+            try:
+                self._metrics = metrics.serve(self.config.host, self.config.metrics_port)
+            except OSError as exc:
+                await self.server.stop(0)
+                raise ConfigError(
+                    f"cannot serve metrics on port {self.config.metrics_port} ({exc.strerror}); "
+                    "set PANTREE_METRICS_PORT to a free port, or 0 to turn metrics off"
+                ) from None
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"port": self.port, "services": names})
 

@@ -55,6 +55,7 @@ def wait_serving(
 
 
 def start_server(tmp_path: Path, port: int, step: str = "all", **env: str) -> ServerProcess:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log_path = tmp_path / f"server-{step}-{port}.log"
     data_dir = tmp_path / "data"
     environment = {
