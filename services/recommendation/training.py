@@ -38,10 +38,10 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import roc_auc_score
 
 from pantree_common.datasets.transactions import Transactions
 from pantree_common.domain.history import History, Product
+from services.evaluation import metrics as evaluation_metrics
 from services.frequency.statistics import ItemStatsTable, analyze
 from services.recommendation import model as model_module
 from services.recommendation.features import (
@@ -277,44 +277,26 @@ def _regressor(config: TrainingConfig) -> HistGradientBoostingRegressor:
     )
 
 
-# --- metrics (validation slice; the evaluation harness has its own) ---------------------------
+# --- metrics (validation slice, with the evaluation harness' own metric functions) -------------
 
 
-def expected_calibration_error(p: NDArray[np.float64], y: NDArray[np.bool_]) -> float:
-    """Mean |observed rate - mean prediction| over 10 equal-width bins, weighted by bin size."""
-    if not p.size:
-        return float("nan")
-    bins = np.minimum((p * ECE_BINS).astype(np.int64), ECE_BINS - 1)
-    gap = np.bincount(bins, weights=p - y, minlength=ECE_BINS)
-    return float(np.abs(gap).sum() / p.size)
+def _number(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
-def ranking_metrics(
-    customer: NDArray[np.int32],
-    score: NDArray[np.float64],
-    label: NDArray[np.bool_],
-    k: int = RANK_K,
-) -> dict[str, float]:
-    """Mean recall@k and NDCG@k (IDCG over min(k, |truth|)) over customers with a truth item,
-    truth being the labelled rows (repeat purchases)."""
-    order = np.lexsort((-score, customer))
-    customer, label = customer[order], label[order]
-    starts = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]])
-    rank = np.arange(customer.size) - np.repeat(starts, np.diff(np.r_[starts, customer.size]))
-    group = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, customer.size]))
-    truth = np.bincount(group, weights=label, minlength=starts.size)
-    top = (rank < k) & label
-    hits = np.bincount(group, weights=top, minlength=starts.size)
-    dcg = np.bincount(group, weights=top / np.log2(rank + 2.0), minlength=starts.size)
-    ideal_discounts = np.r_[0.0, np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))]
-    idcg = ideal_discounts[np.minimum(truth, k).astype(np.int64)]
-    has = truth > 0
-    if not has.any():
-        return {f"rep_recall@{k}": float("nan"), f"rep_ndcg@{k}": float("nan")}
-    return {
-        f"rep_recall@{k}": float(np.mean(hits[has] / truth[has])),
-        f"rep_ndcg@{k}": float(np.mean(dcg[has] / idcg[has])),
-    }
+def repeat_ranking(
+    customer: NDArray[np.int32], score: NDArray[np.float64], label: NDArray[np.bool_]
+) -> tuple[float, float]:
+    """Mean recall@RANK_K and NDCG@RANK_K over the customers with a labelled row (NaN when
+    none), the labelled rows being the truth."""
+    key = np.arange(customer.size, dtype=np.int64)
+    with_truth = np.unique(customer[label])
+    if not with_truth.size:
+        return float("nan"), float("nan")
+    ranking = evaluation_metrics.ranking_metrics(
+        with_truth, customer[label], key[label], customer, key, score, RANK_K
+    )
+    return float(ranking.recall.mean()), float(ranking.ndcg.mean())
 
 
 def validation_metrics(
@@ -323,19 +305,27 @@ def validation_metrics(
     """The evaluation protocol's figures on some rows of a snapshot: ranking over repeat items;
     AUC, Brier, ECE and interval errors on pairs with >= 3 purchase days."""
     label = snap.label[rows]
-    metrics = ranking_metrics(snap.pairs.customer[rows], predictions.score, label)
+    recall, ndcg = repeat_ranking(
+        snap.pairs.customer[rows].astype(np.int32), predictions.score, label
+    )
     rhythmic = snap.pairs.table.purchase_days[rows] >= 3
     p, y = predictions.p_rebuy[rhythmic], label[rhythmic]
-    metrics["auc"] = float(roc_auc_score(y, p)) if 0 < y.sum() < y.size else float("nan")
-    metrics["brier"] = float(np.mean((p - y) ** 2)) if p.size else float("nan")
-    metrics["ece"] = expected_calibration_error(p, y)
     rebought = rhythmic & label
-    last = snap.pairs.table.last_purchase_epoch_day[rows][rebought]
-    actual = snap.first_in_window[rows][rebought] - last
-    error = np.abs(predictions.interval_days[rebought] - actual)
-    metrics["interval_mae_days"] = float(error.mean()) if error.size else float("nan")
-    metrics["within_7d"] = float(np.mean(error <= 7)) if error.size else float("nan")
-    metrics["rows"] = float(rows.size)
+    actual = (
+        snap.first_in_window[rows][rebought]
+        - snap.pairs.table.last_purchase_epoch_day[rows][rebought]
+    ).astype(np.float64)
+    intervals = evaluation_metrics.interval_errors(actual, predictions.interval_days[rebought])
+    metrics = {
+        f"rep_recall@{RANK_K}": recall,
+        f"rep_ndcg@{RANK_K}": ndcg,
+        "auc": _number(evaluation_metrics.auc(y, p)),
+        "brier": _number(evaluation_metrics.brier(y, p)),
+        "ece": _number(evaluation_metrics.ece(y, p)),
+        "interval_mae_days": _number(intervals.mae_days),
+        "within_7d": _number(intervals.within_7d),
+        "rows": float(rows.size),
+    }
     return {name: round(value, 6) for name, value in metrics.items()}
 
 
@@ -599,9 +589,7 @@ def _choose_weight(
     """The trip-share weight with the best rep NDCG@10 (the first of equals)."""
     best, best_ndcg = 0.0, -1.0
     for weight in weights:
-        ndcg = ranking_metrics(customer, base_score + weight * trip_share, label)[
-            f"rep_ndcg@{RANK_K}"
-        ]
+        _, ndcg = repeat_ranking(customer, base_score + weight * trip_share, label)
         if ndcg > best_ndcg + 1e-9:
             best, best_ndcg = weight, ndcg
     return best

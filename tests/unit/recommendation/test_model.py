@@ -15,7 +15,7 @@ from pantree.domain.v1 import product_pb2
 
 from pantree_common.datasets.transactions import Transactions
 from pantree_common.errors import FailedPrecondition
-from services.evaluation import pantree_method
+from services.evaluation import metrics, pantree_method
 from services.evaluation.pantree_method import PantreeMethod, discovery_rates
 from services.frequency.statistics import analyze, to_protos
 from services.recommendation import model as model_module
@@ -85,7 +85,7 @@ def test_probabilities_are_calibrated_on_the_next_window(
         pairs.customer.astype(np.int64) * n_items + pairs.item,
         window.customer.astype(np.int64) * n_items + window.item,
     )
-    ece = training.expected_calibration_error(predicted.p_rebuy, bought)
+    ece = metrics.ece(bought, predicted.p_rebuy)
     assert ece < 0.05
     assert model.info.metrics["ece"] < 0.06
     assert model.info.metrics["auc"] > 0.7
