@@ -17,6 +17,7 @@ from pantree_common.domain.history import check_products, check_text
 from pantree_common.domain.reasons import MAX_REASONING_CHARS, close_matches, rhythm_sentence
 from pantree_common.errors import Collector
 from services.recommendation.config import MAX_INTERVAL_DAYS, MAX_OFFERS, RecommendationConfig
+from services.recommendation.features import COLD_START_PURCHASE_DAYS
 from services.recommendation.model import SubscriptionModel
 
 RECENCY_SHARE = 0.2
@@ -283,4 +284,5 @@ def _offer(
             insight.related_products if insight else close_matches(product.product_id, similar)
         ),
         insight_source=insight.source if insight else offer_pb2.INSIGHT_SOURCE_UNSPECIFIED,
+        cold_start=item.purchase_days < COLD_START_PURCHASE_DAYS,
     )

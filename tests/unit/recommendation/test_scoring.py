@@ -310,3 +310,12 @@ def test_related_products_must_name_known_products_once() -> None:
         "related_products[0].product_id",
         "related_products[2].product_id",
     ]
+
+
+def test_offers_on_two_purchase_days_are_flagged_cold_start() -> None:
+    message = request(
+        [item("a", purchase_days=2), item("b")], products=[product("a"), product("b")]
+    )
+    offers = {offer.product.product_id: offer for offer in rank(message, CONFIG).offers}
+    assert offers["a"].cold_start
+    assert not offers["b"].cold_start
