@@ -29,6 +29,7 @@ from tests.histories import rhythmic_history
 from tests.service.conftest import TODAY, Mesh, mesh_config, seed_request, start_mesh, stop_mesh
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def kinds(events: list[pb.ProcessSeedResponse]) -> list[str]:
@@ -299,7 +300,12 @@ async def test_stop_drains_an_in_flight_stream(tmp_path: Path) -> None:
         first = await call.read()
         assert first.HasField("progress")
         stopping = asyncio.create_task(mesh.server.stop(grace=10))
-        events = [first]
+        await asyncio.sleep(0.05)  # the stream has 3 more months of 100 ms to go
+        events = [first, await call.read()]
+        assert await mesh.health_of("") == NOT_SERVING, "draining servers leave load balancers"
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await mesh.orchestrator.ListArchetypes(pb.ListArchetypesRequest(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         while (event := await call.read()) is not grpc.aio.EOF:
             events.append(event)
         await stopping
