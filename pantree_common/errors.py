@@ -71,12 +71,6 @@ class InvalidArgument(PantreeError):
         )
 
 
-class NotFound(PantreeError):
-    """A named entity does not exist."""
-
-    code = grpc.StatusCode.NOT_FOUND
-
-
 class FailedPrecondition(PantreeError):
     """The system is not in a state to serve the request (for example an empty store)."""
 
@@ -87,12 +81,6 @@ class Unavailable(PantreeError):
     """A dependency cannot be reached; retrying later may succeed."""
 
     code = grpc.StatusCode.UNAVAILABLE
-
-
-class ResourceExhausted(PantreeError):
-    """A limit was hit (size, rate or concurrency)."""
-
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class Collector:

@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-from pantree.domain.v1 import history_pb2, product_pb2
+from pantree.domain.v1 import history_pb2
 
+from pantree_common.domain import catalog
 from pantree_common.domain.dates import today_epoch_day
 
+# Whole milk, ground coffee, toilet paper, dark chocolate: the catalog's own entries.
 PRODUCTS = [
-    product_pb2.Product(
-        product_id="p-1001",
-        name="Whole Milk 1 Gallon",
-        category="dairy",
-        department="grocery",
-        unit_price_usd=3.89,
-    ),
-    product_pb2.Product(
-        product_id="p-2001",
-        name="Ground Coffee Medium Roast 12 oz",
-        category="coffee & tea",
-        department="grocery",
-        unit_price_usd=8.99,
-    ),
-    product_pb2.Product(
-        product_id="p-2302",
-        name="Toilet Paper 12 Rolls",
-        category="household",
-        department="drug gm",
-        unit_price_usd=13.99,
-    ),
-    product_pb2.Product(
-        product_id="p-1805",
-        name="Dark Chocolate Bar 3.5 oz",
-        category="snacks",
-        department="grocery",
-        unit_price_usd=2.99,
-    ),
+    catalog.products_by_id()[product_id].to_proto()
+    for product_id in ("p-1001", "p-2001", "p-2302", "p-1805")
 ]
 
 

@@ -209,10 +209,6 @@ def products_by_id() -> dict[str, Product]:
     return {p.product_id: p for p in products()}
 
 
-def category_of(product: Product) -> Category | None:
-    return CATEGORIES.get(product.category)
-
-
 _WORD = re.compile(r"[a-z0-9]+")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 
 from google.type import date_pb2
@@ -41,7 +42,10 @@ def from_proto(message: date_pb2.Date, field: str) -> dt.date:
         ) from None
 
 
-def add_months(day: dt.date, months: int) -> dt.date:
-    """The first day of the month `months` months after the month of `day`."""
+def shift_months(day: dt.date, months: int) -> dt.date:
+    """The same day of the month `months` months later, clamped to the end of short months
+    (Jan 31 + 1 month = Feb 28 or 29)."""
     index = day.year * 12 + (day.month - 1) + months
-    return dt.date(index // 12, index % 12 + 1, 1)
+    year, month = divmod(index, 12)
+    month += 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))

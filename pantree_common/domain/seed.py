@@ -48,7 +48,7 @@ class SeedSpec:
 
 def default_start(months: int, today: dt.date) -> dt.date:
     """The first day of the month `months` months before today's month."""
-    return dates.add_months(today, -months)
+    return dates.shift_months(today.replace(day=1), -months)
 
 
 class SeedRequest(Protocol):

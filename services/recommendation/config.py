@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 
 from pantree_common.config import setting, settings
 from pantree_common.errors import ConfigError
@@ -64,7 +65,7 @@ class RecommendationConfig:
     )
     """A model that fails its integrity check stops the service from starting."""
 
-    @property
+    @cached_property
     def grid(self) -> tuple[int, ...]:
         """The delivery intervals, ascending and without duplicates."""
         return parse_grid(self.delivery_grid_days)

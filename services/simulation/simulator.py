@@ -8,7 +8,6 @@ a few milliseconds and a server can stream each month as soon as it exists.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import hashlib
 import re
@@ -74,15 +73,6 @@ def archetype_protos() -> list[simulation_service_pb2.Archetype]:
         )
         for a in catalog.ARCHETYPES.values()
     ]
-
-
-def shift_months(day: dt.date, months: int) -> dt.date:
-    """The same day of the month `months` months later, clamped to the end of short months
-    (Jan 31 + 1 month = Feb 28 or 29)."""
-    index = day.year * 12 + (day.month - 1) + months
-    year, month = divmod(index, 12)
-    month += 1
-    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 @dataclass(frozen=True)
@@ -231,7 +221,7 @@ class _Run:
     def month(self, index: int) -> history_pb2.SimulatedMonth:
         """Month `index` (0-based); must be called for 0, 1, 2, ... in turn."""
         start = self._spec.start_date
-        first, after = shift_months(start, index), shift_months(start, index + 1)
+        first, after = dates.shift_months(start, index), dates.shift_months(start, index + 1)
         end_offset = (after - start).days
         items_parts: list[_IntArray] = []
         days_parts: list[_FloatArray] = []

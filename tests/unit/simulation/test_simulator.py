@@ -17,7 +17,7 @@ import pytest
 from google.type import date_pb2
 from pantree.domain.v1 import history_pb2, product_pb2
 
-from pantree_common.domain import catalog
+from pantree_common.domain import catalog, dates
 from pantree_common.domain.seed import SeedSpec, seed_spec
 from services.simulation.simulator import (
     ADDON_CATEGORIES,
@@ -27,7 +27,6 @@ from services.simulation.simulator import (
     PROMOTION_DISCOUNT,
     Simulator,
     archetype_protos,
-    shift_months,
 )
 
 REPO = Path(__file__).resolve().parents[3]
@@ -95,7 +94,7 @@ def seed_ids(spec: SeedSpec) -> set[str]:
 def test_shift_months_keeps_day_of_month_clamped(
     start: dt.date, months: int, expected: dt.date
 ) -> None:
-    assert shift_months(start, months) == expected
+    assert dates.shift_months(start, months) == expected
 
 
 def test_yields_exactly_the_requested_months_as_contiguous_calendar_spans() -> None:
