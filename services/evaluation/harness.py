@@ -137,26 +137,31 @@ def _lookup(
     return order[position].astype(np.int64), ordered[position] == wanted
 
 
+def _ranking(
+    customers: NDArray[np.int32],
+    truth_customer: NDArray[np.int32],
+    truth_key: NDArray[np.int64],
+    scores: PairScores,
+    keys: NDArray[np.int64],
+    k: int,
+) -> metrics.RankingMetrics:
+    """A method's top-k judged against one truth set."""
+    return metrics.ranking_metrics(
+        customers, truth_customer, truth_key, scores.customer, keys, scores.score, k
+    )
+
+
 def _task_a(split: Split, scores: PairScores, keys: NDArray[np.int64]) -> dict[str, float | None]:
     values: dict[str, float | None] = {}
     repeat_customers = split.repeat_customers
     for k in KS:
-        full = metrics.ranking_metrics(
-            split.customers,
-            split.truth_customer,
-            split.truth_key,
-            scores.customer,
-            keys,
-            scores.score,
-            k,
-        )
-        repeat = metrics.ranking_metrics(
+        full = _ranking(split.customers, split.truth_customer, split.truth_key, scores, keys, k)
+        repeat = _ranking(
             repeat_customers,
             split.truth_customer[split.truth_repeat],
             split.truth_key[split.truth_repeat],
-            scores.customer,
+            scores,
             keys,
-            scores.score,
             k,
         )
         has_repeat = repeat_customers.size > 0
@@ -370,15 +375,7 @@ def evaluate_last_basket(
     for method in methods:
         scores = method.score(split.history, split.cutoff_day, horizon_days)
         keys = _checked_keys(scores, transactions, method.name)
-        ranking = metrics.ranking_metrics(
-            split.customers,
-            split.truth_customer,
-            split.truth_key,
-            scores.customer,
-            keys,
-            scores.score,
-            k,
-        )
+        ranking = _ranking(split.customers, split.truth_customer, split.truth_key, scores, keys, k)
         results[method.name] = {
             f"{name}@{k}": _round(float(getattr(ranking, name).mean()))
             if split.customers.size

@@ -251,16 +251,20 @@ def _subsample(
     return np.sort(chosen)
 
 
+def _tree_settings(config: TrainingConfig) -> dict[str, Any]:
+    """What both boosted models share: tree shape, regularisation, no early stopping, seed."""
+    return {
+        "learning_rate": config.learning_rate,
+        "max_leaf_nodes": config.max_leaf_nodes,
+        "min_samples_leaf": config.min_samples_leaf,
+        "l2_regularization": config.l2_regularization,
+        "early_stopping": False,
+        "random_state": config.seed,
+    }
+
+
 def _classifier(config: TrainingConfig) -> HistGradientBoostingClassifier:
-    return HistGradientBoostingClassifier(
-        max_iter=config.max_iter,
-        learning_rate=config.learning_rate,
-        max_leaf_nodes=config.max_leaf_nodes,
-        min_samples_leaf=config.min_samples_leaf,
-        l2_regularization=config.l2_regularization,
-        early_stopping=False,
-        random_state=config.seed,
-    )
+    return HistGradientBoostingClassifier(max_iter=config.max_iter, **_tree_settings(config))
 
 
 def _regressor(config: TrainingConfig) -> HistGradientBoostingRegressor:
@@ -268,12 +272,7 @@ def _regressor(config: TrainingConfig) -> HistGradientBoostingRegressor:
         loss="quantile",
         quantile=0.5,
         max_iter=config.interval_max_iter,
-        learning_rate=config.learning_rate,
-        max_leaf_nodes=config.max_leaf_nodes,
-        min_samples_leaf=config.min_samples_leaf,
-        l2_regularization=config.l2_regularization,
-        early_stopping=False,
-        random_state=config.seed,
+        **_tree_settings(config),
     )
 
 
