@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from pantree.vectors.v1.vectors_service_pb2_grpc import VectorServiceAsyncStub
 
 Stage = pb.ProcessStage
+# A candidate product's statistics with the products most similar to it.
+Neighbours = tuple[analysis_pb2.ItemStatistics, Sequence[product_pb2.ProductMatch]]
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ class Pipeline:
             yield _progress(Stage.PROCESS_STAGE_EMBEDDING, "Searching similar products", 70)
             similar = await self._similar(history, analysis)
             yield _progress(Stage.PROCESS_STAGE_ENRICHING, "Explaining the candidates", 80)
-            insights = await self._insights(history, analysis, similar, request.archetype)
+            insights = await self._insights(history, similar, request.archetype)
             yield _progress(Stage.PROCESS_STAGE_RANKING, "Ranking subscription offers", 90)
             ranked = await self._rank(
                 history, analysis, insights, request.archetype, request.max_offers
@@ -166,7 +168,7 @@ class Pipeline:
         similar = await self._similar(history, analysis)
         related = [
             product_pb2.RelatedProducts(product_id=item.product_id, matches=matches)
-            for item, matches in zip(self._candidates(analysis), similar, strict=True)
+            for item, matches in similar
         ]
         ranked = await self._rank(
             history, analysis, (), request.archetype, request.max_offers, related
@@ -195,8 +197,9 @@ class Pipeline:
 
     async def _similar(
         self, history: history_pb2.PurchaseHistory, analysis: analysis_pb2.HistoryAnalysis
-    ) -> list[Sequence[product_pb2.ProductMatch]]:
-        """Similar products per candidate, in candidate order, from one batched search."""
+    ) -> list[Neighbours]:
+        """The candidates with their similar products, best candidate first, from one batched
+        search."""
         candidates = self._candidates(analysis)
         if not candidates:
             return []
@@ -209,17 +212,15 @@ class Pipeline:
                     exclude_product_ids=list(names),
                 )
             )
-        return [result.matches for result in response.results]
+        return list(zip(candidates, (result.matches for result in response.results), strict=True))
 
     async def _insights(
         self,
         history: history_pb2.PurchaseHistory,
-        analysis: analysis_pb2.HistoryAnalysis,
-        similar: list[Sequence[product_pb2.ProductMatch]],
+        similar: list[Neighbours],
         archetype: str,
     ) -> Sequence[offer_pb2.Insight]:
-        candidates = self._candidates(analysis)
-        if not candidates:
+        if not similar:
             return []
         products = {p.product_id: p for p in history.products}
         with step_errors("insights"):
@@ -231,7 +232,7 @@ class Pipeline:
                             statistics=item,
                             similar_products=matches,
                         )
-                        for item, matches in zip(candidates, similar, strict=True)
+                        for item, matches in similar
                     ],
                     archetype=archetype,
                 )
