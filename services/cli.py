@@ -20,6 +20,7 @@ from rich.console import Console
 from pantree_common import config as config_loader
 from pantree_common import logging as pantree_logging
 from pantree_common.client import create_channel
+from pantree_common.domain.catalog import catalog_file
 from pantree_common.domain.dates import to_epoch_day
 from pantree_common.errors import ConfigError, PantreeError, bad_request_violations
 from services import doctor, render
@@ -265,6 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", type=Path, default=Path("docs/EVALUATION.md"))
     report.add_argument("--notes", type=Path, help="Markdown file appended as the Notes section")
 
+    catalog = commands.add_parser("catalog", help="build the Complete Journey product catalog")
+    catalog.add_argument("action", choices=["build"])
+    catalog.add_argument(
+        "--output", type=Path, help="catalog file (default: the one PANTREE_DATA_DIR serves)"
+    )
+
+    simulate_check = commands.add_parser(
+        "simulate-check", help="compare simulated and real rebuy intervals (KS per category)"
+    )
+    simulate_check.add_argument("--write", type=Path, help="also write the Markdown report here")
+
     train = commands.add_parser("train", help="train the subscription model and save it")
     train.add_argument("--dataset", required=True, help=datasets)
     train.add_argument("--output", type=Path, required=True, help="directory for the artifact")
@@ -278,6 +290,10 @@ def _offline(args: argparse.Namespace) -> int:
     """The jobs over data sets; imported here so serving never loads pandas and the models."""
     from services.evaluation import job  # noqa: PLC0415
 
+    if args.command == "catalog":
+        return _build_catalog(args.output)
+    if args.command == "simulate-check":
+        return _simulate_check(args.write)
     if args.command == "evaluate":
         job.evaluate(args.dataset, args.cutoffs, args.output, args.last_basket)
         print(f"wrote {args.output}")
@@ -287,6 +303,33 @@ def _offline(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {job.train(args.dataset, args.output, args.cutoff)}")
     return 0
+
+
+def _build_catalog(output: Path | None) -> int:
+    from pantree_common.datasets.catalog_build import build_catalog  # noqa: PLC0415
+
+    path = output or catalog_file(_load_config({}).vectors.data_dir)
+    built = build_catalog()
+    built.save(path)
+    print(
+        f"wrote {path}: {len(built.products)} products, {len(built.categories)} categories, "
+        f"{len(built.calibration.rhythms)} fitted rhythms"
+    )
+    return 0
+
+
+def _simulate_check(write: Path | None) -> int:
+    """Print the KS table; exit 1 when the median misses the target."""
+    from services.simulation import check  # noqa: PLC0415
+
+    report = check.run_check()
+    command = "pantree simulate-check" + (f" --write {write}" if write else "")
+    text = check.markdown(report, command)
+    if write:
+        write.write_text(text, encoding="utf-8")
+        print(f"wrote {write}")
+    print(text)
+    return 0 if report.median_ks <= check.TARGET_MEDIAN_KS else 1
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -313,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(render[args.format](MeshConfig()), end="")
         sys.exit(0)
     try:
-        if args.command in {"evaluate", "evaluation-report", "train"}:
+        if args.command in {"evaluate", "evaluation-report", "train", "catalog", "simulate-check"}:
             pantree_logging.configure("INFO", sys.stderr)
             code = _offline(args)
         else:

@@ -1,18 +1,36 @@
-"""The built-in product catalog and shopper archetypes.
+"""Product catalogs and shopper archetypes.
 
-A small, hand-curated grocery catalog: categories carry a department, a typical rebuy interval
-and basket quantity; products carry a shelf price. It is the embedded default so everything runs
-offline; a catalog built from real data can replace it behind the same types.
+Two catalogs share one type: the Complete Journey catalog (92k real products with fitted
+rebuy rhythms, built by pantree_common.datasets.catalog_build into the data directory) and a
+small hand-written one that needs nothing and that unit tests use. Each process picks one at
+start-up (PANTREE_CATALOG) and every core reads it through active_catalog().
 """
 
 from __future__ import annotations
 
+import gzip
+import json
+import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from pantree_common.config import setting
+from pantree_common.domain.calibration import ALL_ARCHETYPES, Calibration, Quantiles, Rhythm
 from pantree_common.domain.history import Product
-from pantree_common.errors import Collector
+from pantree_common.errors import Collector, ConfigError
+
+log = logging.getLogger(__name__)
+
+CATALOG_FORMAT = "pantree-catalog/1"
+_BUILTIN_RHYTHM_SEED = 20_240_101
+_BUILTIN_DRAWS = 4000
+_DEFAULT_REGULARITY = 5.0
 
 
 @dataclass(frozen=True)
@@ -195,18 +213,206 @@ ARCHETYPES: dict[str, Archetype] = {
 }
 
 
-@cache
-def products() -> tuple[Product, ...]:
-    """Every catalog product, in id order."""
-    return tuple(
-        Product(pid, name, category, CATEGORIES[category].department, price)
-        for pid, name, category, price in _PRODUCTS
+@dataclass(frozen=True, eq=False)
+class Catalog:
+    """The products a deployment knows, how each category is rebought, and the simulator's
+    fitted rhythms. Built in (82 products) or built from Complete Journey (catalog_build)."""
+
+    source: str
+    products: tuple[Product, ...]
+    categories: Mapping[str, Category]
+    calibration: Calibration
+
+    @cached_property
+    def by_id(self) -> dict[str, Product]:
+        return {p.product_id: p for p in self.products}
+
+    @cached_property
+    def _word_index(self) -> dict[str, list[int]]:
+        index: dict[str, list[int]] = {}
+        for position, product in enumerate(self.products):
+            for word in _words(f"{product.name} {product.category}"):
+                index.setdefault(word, []).append(position)
+        return index
+
+    def resolve(self, name: str) -> Product | None:
+        """The product whose name best matches `name` by shared words, or None; on a tie the
+        earlier product (catalog files list the most rebought products first)."""
+        wanted = _words(name)
+        shared: dict[int, int] = {}
+        for word in wanted:
+            for position in self._word_index.get(word, ()):
+                shared[position] = shared.get(position, 0) + 1
+        if not shared:
+            return None
+
+        def score(position: int) -> tuple[float, int]:
+            have = len(_words(f"{self.products[position].name} {self.products[position].category}"))
+            count = shared[position]
+            return (count / len(wanted) + count / have / 4, -position)
+
+        return self.products[max(shared, key=score)]
+
+    def subscribable(self, category: str) -> bool:
+        """Whether a store would deliver this category on a schedule (unknown ones may be)."""
+        known = self.categories.get(category)
+        return known is None or known.subscribable
+
+    def to_json(self) -> dict[str, Any]:
+        """Columnar JSON: category and department names are stored once each."""
+        categories = sorted(self.categories)
+        departments = sorted({p.department for p in self.products})
+        category_index = {name: i for i, name in enumerate(categories)}
+        department_index = {name: i for i, name in enumerate(departments)}
+        return {
+            "format": CATALOG_FORMAT,
+            "source": self.source,
+            "categories": [
+                {
+                    "name": name,
+                    "department": self.categories[name].department,
+                    "typical_interval_days": self.categories[name].typical_interval_days,
+                    "typical_quantity": self.categories[name].typical_quantity,
+                    "subscribable": self.categories[name].subscribable,
+                }
+                for name in categories
+            ],
+            "departments": departments,
+            "products": {
+                "product_id": [p.product_id for p in self.products],
+                "name": [p.name for p in self.products],
+                "category": [category_index[p.category] for p in self.products],
+                "department": [department_index[p.department] for p in self.products],
+                "unit_price_usd": [p.unit_price_usd for p in self.products],
+            },
+            "calibration": self.calibration.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Catalog:
+        if data.get("format") != CATALOG_FORMAT:
+            raise ValueError(
+                f"catalog format {data.get('format')!r} is not {CATALOG_FORMAT!r}; rebuild it "
+                "with `pantree catalog build`"
+            )
+        categories = [
+            Category(
+                str(c["name"]),
+                str(c["department"]),
+                float(c["typical_interval_days"]),
+                float(c["typical_quantity"]),
+                bool(c["subscribable"]),
+            )
+            for c in data["categories"]
+        ]
+        departments = [str(d) for d in data["departments"]]
+        columns = data["products"]
+        products = tuple(
+            Product(str(pid), str(name), categories[c].name, departments[d], float(price))
+            for pid, name, c, d, price in zip(
+                columns["product_id"],
+                columns["name"],
+                columns["category"],
+                columns["department"],
+                columns["unit_price_usd"],
+                strict=True,
+            )
+        )
+        return cls(
+            str(data["source"]),
+            products,
+            {c.name: c for c in categories},
+            Calibration.from_json(data["calibration"]),
+        )
+
+    def save(self, path: Path) -> None:
+        """Write the catalog as gzipped JSON, atomically (a reader never sees half a file)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with gzip.open(partial, "wt", encoding="utf-8", compresslevel=6) as out:
+            json.dump(self.to_json(), out, separators=(",", ":"))
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Catalog:
+        try:
+            with gzip.open(path, "rt", encoding="utf-8") as source:
+                data = json.load(source)
+            return cls.from_json(data)
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+            raise ConfigError(f"cannot read the catalog file {path}: {error}") from error
+
+
+def _builtin_rhythm(category: Category, archetype: Archetype | None) -> Rhythm:
+    """A rhythm from the hand-written typical values: one mean per category and archetype,
+    gamma-distributed gaps (shape = the archetype's regularity), log-normal basket noise and the
+    odd 20% promotion."""
+    rng = np.random.default_rng(_BUILTIN_RHYTHM_SEED)
+    interval_factor = archetype.interval_factor if archetype else 1.0
+    quantity_factor = archetype.quantity_factor if archetype else 1.0
+    price_factor = archetype.price_factor if archetype else 1.0
+    shape = archetype.regularity if archetype else _DEFAULT_REGULARITY
+    ratio = rng.gamma(shape, 1 / shape, _BUILTIN_DRAWS)
+    quantity = np.maximum(
+        1.0, np.rint(category.typical_quantity * quantity_factor * rng.lognormal(0, 0.15, _BUILTIN_DRAWS))
+    )
+    price = price_factor * rng.uniform(0.95, 1.05, _BUILTIN_DRAWS)
+    price[rng.random(_BUILTIN_DRAWS) < 0.08] *= 0.8
+    return Rhythm(
+        Quantiles.constant(category.typical_interval_days * interval_factor),
+        Quantiles.fit(ratio),
+        Quantiles.fit(quantity),
+        Quantiles.fit(price),
     )
 
 
 @cache
+def builtin_catalog() -> Catalog:
+    """The small hand-written catalog: offline, instant, and what unit tests run on."""
+    products = tuple(
+        Product(pid, name, category, CATEGORIES[category].department, price)
+        for pid, name, category, price in _PRODUCTS
+    )
+    rhythms = {
+        (name, archetype.archetype_id if archetype else ALL_ARCHETYPES): _builtin_rhythm(
+            category, archetype
+        )
+        for name, category in CATEGORIES.items()
+        for archetype in (None, *ARCHETYPES.values())
+    }
+    popular: dict[str, list[str]] = {}
+    for product in products:
+        popular.setdefault(product.category, []).append(product.product_id)
+    calibration = Calibration(
+        "built-in typical intervals",
+        rhythms,
+        archetype_categories={a.archetype_id: a.typical_categories for a in ARCHETYPES.values()},
+        popular_products={k: tuple(v) for k, v in popular.items()},
+    )
+    return Catalog("built-in", products, CATEGORIES, calibration)
+
+
+_active: Catalog | None = None
+
+
+def use_catalog(catalog: Catalog) -> None:
+    """Make `catalog` the one every core of this process reads (set once at start-up)."""
+    global _active  # noqa: PLW0603 - one catalog per process, chosen by configuration
+    _active = catalog
+
+
+def active_catalog() -> Catalog:
+    """The catalog chosen at start-up, or the built-in one when none was chosen."""
+    return _active or builtin_catalog()
+
+
+def products() -> tuple[Product, ...]:
+    """Every product of the active catalog."""
+    return active_catalog().products
+
+
 def products_by_id() -> dict[str, Product]:
-    return {p.product_id: p for p in products()}
+    return active_catalog().by_id
 
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -216,26 +422,9 @@ def _words(text: str) -> set[str]:
     return {w.removesuffix("s") for w in _WORD.findall(text.lower()) if len(w) > 1}
 
 
-@cache
-def _product_words() -> tuple[tuple[Product, frozenset[str]], ...]:
-    return tuple((p, frozenset(_words(f"{p.name} {p.category}"))) for p in products())
-
-
 def resolve(name: str) -> Product | None:
-    """The catalog product whose name best matches `name` by shared words, or None."""
-    wanted = _words(name)
-    if not wanted:
-        return None
-    best: tuple[float, str] | None = None
-    match: Product | None = None
-    for product, have in _product_words():
-        shared = len(wanted & have)
-        if not shared:
-            continue
-        score = (shared / len(wanted) + shared / len(have) / 4, product.product_id)
-        if best is None or score[0] > best[0]:
-            best, match = score, product
-    return match
+    """The active catalog's product whose name best matches `name` by shared words, or None."""
+    return active_catalog().resolve(name)
 
 
 def check_archetype(errors: Collector, value: str, *, required: bool) -> Archetype | None:
@@ -250,3 +439,50 @@ def check_archetype(errors: Collector, value: str, *, required: bool) -> Archety
             f"unknown archetype {value[:64]!r}; expected one of " + ", ".join(sorted(ARCHETYPES)),
         )
     return known
+
+
+CATALOG_CHOICES = ("completejourney", "builtin")
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """Which product catalog every step of this process reads."""
+
+    catalog: str = setting(
+        "PANTREE_CATALOG",
+        "completejourney",
+        "Product catalog: completejourney (92k real products, built into PANTREE_DATA_DIR on "
+        "first use), builtin (82 hand-written products), or the path of a catalog file.",
+    )
+    """All steps of a mesh must use the same catalog: product ids travel between them."""
+
+    def validate(self) -> None:
+        if not self.catalog.strip():
+            raise ConfigError("PANTREE_CATALOG must not be empty")
+
+
+def catalog_file(data_dir: str) -> Path:
+    """Where the Complete Journey catalog is kept under the data directory."""
+    return Path(data_dir).expanduser() / "catalog" / f"completejourney-{CATALOG_FORMAT[-1]}.json.gz"
+
+
+def open_catalog(choice: str, data_dir: str) -> Catalog:
+    """The catalog PANTREE_CATALOG names; the Complete Journey one is built on first use (about
+    20 s) and read from the data directory afterwards (about 0.3 s)."""
+    if choice == "builtin":
+        return builtin_catalog()
+    if choice != "completejourney":
+        path = Path(choice).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"PANTREE_CATALOG {choice!r} is neither {' nor '.join(CATALOG_CHOICES)} "
+                "nor an existing catalog file"
+            )
+        return Catalog.load(path)
+    path = catalog_file(data_dir)
+    if not path.is_file():
+        from pantree_common.datasets.catalog_build import build_catalog  # noqa: PLC0415
+
+        log.info("building the Complete Journey catalog into %s (once)", path)
+        build_catalog().save(path)
+    return Catalog.load(path)

@@ -32,6 +32,8 @@ class SeedItem:
     name: str
     quantity: float | None = None
     unit_price_usd: float | None = None
+    product_id: str = ""
+    """The catalog product already chosen for `name`; empty to resolve by name."""
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,9 @@ def seed_spec(
         price = item.unit_price_usd if item.HasField("unit_price_usd") else None
         if price is not None and not (math.isfinite(price) and price >= 0):
             errors.add(f"{path}.unit_price_usd", f"must be finite and >= 0, got {price}")
+        check_text(errors, item.product_id, f"{path}.product_id", MAX_ID_CHARS, required=False)
         if len(errors.violations) == before:
-            items.append(SeedItem(item.name.strip(), quantity, price))
+            items.append(SeedItem(item.name.strip(), quantity, price, item.product_id))
     month_count = DEFAULT_MONTHS if months == 0 else months
     if not MIN_MONTHS <= month_count <= MAX_MONTHS:
         errors.add("months", f"must be between {MIN_MONTHS} and {MAX_MONTHS}, got {months}")

@@ -130,7 +130,7 @@ def suggested_interval_days(
 
 
 def _typical_interval_days(category: str) -> float:
-    known = catalog.CATEGORIES.get(category)
+    known = catalog.active_catalog().categories.get(category)
     return known.typical_interval_days if known else DEFAULT_INTERVAL_DAYS
 
 
@@ -154,7 +154,7 @@ def reasoning(
 
 def _cold_sentence(category: str, interval_days: float, shopper: catalog.Archetype | None) -> str:
     typical = number(_typical_interval_days(category))
-    if category in catalog.CATEGORIES:
+    if category in catalog.active_catalog().categories:
         text = f"{category.capitalize()} is typically rebought every {typical} days"
     else:
         text = f"No typical interval is known for {quote(category)}, so {typical} days is assumed"

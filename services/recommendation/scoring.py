@@ -218,8 +218,9 @@ def _eligible(
     config: RecommendationConfig,
 ) -> bool:
     """A rhythm worth promising on a product a store delivers (fresh bread is not)."""
-    category = catalog.CATEGORIES.get(product.category or (insight.category if insight else ""))
-    subscribable = category is None or category.subscribable
+    subscribable = catalog.active_catalog().subscribable(
+        product.category or (insight.category if insight else "")
+    )
     confident = judgement.confidence >= config.min_confidence
     return item.meets_minimum_purchases and confident and subscribable
 

@@ -1,7 +1,8 @@
 """Simulated shopper histories: one renewal process per item, produced a month at a time.
 
-Every item the shopper buys is rebought after gamma-distributed intervals whose mean comes from
-its category and the archetype's pace, and whose shape is the archetype's regularity. All items
+Every item follows the rhythm the catalog fitted for its category and the shopper's archetype
+(pantree_common.domain.calibration): the item draws its own mean interval, then each interval
+is that mean times a drawn ratio; quantities and prices paid come from the same fit. All items
 advance together with numpy, one calendar month per step, so a 24-month, 200-item history costs
 a few milliseconds and a server can stream each month as soon as it exists.
 """
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import zip_longest
 
 import numpy as np
 import numpy.typing as npt
@@ -21,31 +22,24 @@ from pantree.domain.v1 import history_pb2
 from pantree.simulation.v1 import simulation_service_pb2
 
 from pantree_common.domain import catalog, dates
-from pantree_common.domain.history import MAX_ID_CHARS, Product
+from pantree_common.domain.calibration import (
+    DEFAULT_RHYTHM,
+    QUANTILE_POINTS as POINTS,
+    Rhythm,
+    sample_rows,
+)
+from pantree_common.domain.catalog import Catalog, active_catalog
+from pantree_common.domain.history import Product
 from pantree_common.domain.seed import SeedItem, SeedSpec
-
-CUSTOM_INTERVAL_DAYS = 14.0
-"""Mean rebuy interval of a product the catalog does not know, before the archetype's pace:
-fortnightly sits between fresh food (about weekly) and household stock (about monthly)."""
-CUSTOM_PRICE_USD = 4.99
-"""Shelf price of an unknown product when the seed gives none: a typical grocery item."""
-CUSTOM_QUANTITY = 1.0
-"""Basket quantity of an unknown product, before the archetype's quantity factor."""
-CUSTOM_ID_PREFIX = "custom-"
+from pantree_common.errors import Collector
 
 ADDON_CATEGORIES = 4
-"""How many of the archetype's typical categories (best first) contribute add-on products."""
+"""How many categories (related to the seeds first, then typical of the archetype) contribute
+add-on products."""
 MAX_ADDONS_PER_CATEGORY = 2
 MIN_INTERVAL_DAYS = 1.0
 """Floor on a drawn interval, so an item is bought at most once a day."""
-QUANTITY_SIGMA = 0.15
-"""Spread of the log-normal basket-size noise: mostly the usual quantity, sometimes one more."""
-PRICE_NOISE = 0.05
-PROMOTION_PROBABILITY = 0.08
-PROMOTION_DISCOUNT = 0.20
 
-_SLUG_WORD = re.compile(r"[a-z0-9]+")
-_SLUG_HASH_CHARS = 12
 _UINT64 = (1 << 64) - 1
 _FloatArray = npt.NDArray[np.float64]
 _IntArray = npt.NDArray[np.int64]
@@ -54,10 +48,14 @@ _IntArray = npt.NDArray[np.int64]
 class Simulator:
     """Turns a validated SeedSpec (pantree_common.domain.seed) into simulated months."""
 
+    def __init__(self, catalog: Catalog | None = None) -> None:
+        self._catalog = catalog
+
     def months(self, spec: SeedSpec) -> Iterator[history_pb2.SimulatedMonth]:
         """Lazily yields spec.months months in order; month i is only computed when the caller
-        asks for it (so a server can stream each month as soon as it exists)."""
-        run = _Run(spec)
+        asks for it (so a server can stream each month as soon as it exists). Unresolvable seed
+        items raise InvalidArgument before the first month."""
+        run = _Run(spec, self._catalog or active_catalog())
         for index in range(spec.months):
             yield run.month(index)
 
@@ -77,99 +75,117 @@ def archetype_protos() -> list[simulation_service_pb2.Archetype]:
 
 @dataclass(frozen=True)
 class _Item:
-    """One product the shopper keeps rebuying, with its per-trip quantity and price bases."""
+    """One product the shopper keeps rebuying and the rhythm it follows."""
 
     product: Product
-    mean_interval_days: float
-    quantity: float
-    price_usd: float
+    rhythm: Rhythm
     seed: SeedItem | None
     """The seed item it came from; None for an add-on."""
 
 
+def _seed_products(spec: SeedSpec, catalog: Catalog) -> list[tuple[SeedItem, Product]]:
+    """Each seed item's catalog product: the one the caller resolved (product_id), else the best
+    match by name. Names that match nothing are reported together; a product named twice keeps
+    its first seed."""
+    errors = Collector()
+    found: list[tuple[SeedItem, Product]] = []
+    taken: set[str] = set()
+    for position, seed in enumerate(spec.seed_items):
+        if seed.product_id:
+            product = catalog.by_id.get(seed.product_id)
+            if product is None:
+                errors.add(
+                    f"seed_items[{position}].product_id",
+                    f"{seed.product_id[:64]!r} is not in the {catalog.source} catalog",
+                )
+                continue
+        else:
+            product = _resolve(catalog, seed.name)
+            if product is None:
+                errors.add(
+                    f"seed_items[{position}].name",
+                    f"no {catalog.source} catalog product matches {seed.name[:64]!r}",
+                )
+                continue
+        if product.product_id not in taken:
+            taken.add(product.product_id)
+            found.append((seed, product))
+    errors.raise_if_any()
+    return found
+
+
 @lru_cache(maxsize=4096)
-def _resolve(name: str) -> Product | None:
-    """catalog.resolve scans the whole catalog per call; repeated names (a server sees the same
-    seeds again and again) are answered from memory."""
+def _resolve(catalog: Catalog, name: str) -> Product | None:
+    """Repeated names (a server sees the same seeds again and again) are answered from memory."""
     return catalog.resolve(name)
 
 
-def _custom_id(name: str, taken: set[str]) -> str:
-    """A readable, stable, unused product id for a name the catalog does not know."""
-    slug = "-".join(_SLUG_WORD.findall(name.lower()))
-    if not slug:  # nothing ASCII to show (for example "牛奶"): fall back to a stable digest
-        slug = hashlib.blake2b(name.encode(), digest_size=_SLUG_HASH_CHARS // 2).hexdigest()
-    room = MAX_ID_CHARS - len(CUSTOM_ID_PREFIX) - 4  # keeps a "-NNN" suffix within the limit
-    base = CUSTOM_ID_PREFIX + slug[:room].rstrip("-")
-    candidate, n = base, 1
-    while candidate in taken:  # "Salsa Verde" and "salsa-verde" are distinct seed names
-        n += 1
-        candidate = f"{base}-{n}"
-    return candidate
-
-
-def _seed_items(spec: SeedSpec) -> list[_Item]:
-    """Seed items as catalog (or custom) products; a product named twice keeps its first seed."""
-    archetype = spec.archetype
-    items: list[_Item] = []
-    taken: set[str] = set()
-    for seed in spec.seed_items:
-        product = _resolve(seed.name)
-        if product is None:
-            price = CUSTOM_PRICE_USD if seed.unit_price_usd is None else seed.unit_price_usd
-            product = Product(_custom_id(seed.name, taken), seed.name, unit_price_usd=price)
-            interval, quantity = CUSTOM_INTERVAL_DAYS, CUSTOM_QUANTITY
-        elif product.product_id in taken:
-            continue
-        else:
-            category = catalog.CATEGORIES[product.category]
-            interval, quantity = category.typical_interval_days, category.typical_quantity
-        taken.add(product.product_id)
-        items.append(
-            _Item(
-                product,
-                interval * archetype.interval_factor,
-                # The seed's own numbers already describe this household, so no archetype factor.
-                seed.quantity
-                if seed.quantity is not None
-                else quantity * archetype.quantity_factor,
-                (
-                    seed.unit_price_usd
-                    if seed.unit_price_usd is not None
-                    else product.unit_price_usd * archetype.price_factor
-                ),
-                seed,
-            )
-        )
-    return items
+def _rhythm(catalog: Catalog, product: Product, archetype: str) -> Rhythm:
+    return catalog.calibration.rhythm(product.category, archetype) or DEFAULT_RHYTHM
 
 
 def _addon_items(
-    archetype: catalog.Archetype, exclude: set[str], rng: np.random.Generator
+    catalog: Catalog, archetype: str, seeds: Sequence[Product], rng: np.random.Generator
 ) -> list[_Item]:
-    """A few catalog products from the archetype's first typical categories, so a shopper's
-    basket holds more than what they typed."""
+    """A few popular products from categories that households rebuying the seeds' categories
+    also rebuy, then from the archetype's typical categories, so a basket holds more than what
+    the shopper typed."""
+    calibration = catalog.calibration
+    seed_categories = list(dict.fromkeys(p.category for p in seeds))
+    related = [calibration.related_categories.get(c, ()) for c in seed_categories]
+    interleaved = [c for group in zip_longest(*related) for c in group if c]
+    candidates = interleaved + list(calibration.archetype_categories.get(archetype, ()))
+    chosen = [c for c in dict.fromkeys(candidates) if c not in seed_categories]
+    exclude = {p.product_id for p in seeds}
     items: list[_Item] = []
-    for name in archetype.typical_categories[:ADDON_CATEGORIES]:
-        candidates = [
-            p for p in catalog.products() if p.category == name and p.product_id not in exclude
+    for category in chosen[:ADDON_CATEGORIES]:
+        products = [
+            catalog.by_id[pid]
+            for pid in calibration.popular_products.get(category, ())
+            if pid in catalog.by_id and pid not in exclude
         ]
-        if not candidates:
+        if not products:
             continue
-        count = min(len(candidates), int(rng.integers(1, MAX_ADDONS_PER_CATEGORY + 1)))
-        category = catalog.CATEGORIES[name]
-        for pick in sorted(rng.choice(len(candidates), size=count, replace=False).tolist()):
-            product = candidates[pick]
-            items.append(
-                _Item(
-                    product,
-                    category.typical_interval_days * archetype.interval_factor,
-                    category.typical_quantity * archetype.quantity_factor,
-                    product.unit_price_usd * archetype.price_factor,
-                    None,
-                )
-            )
+        count = min(len(products), int(rng.integers(1, MAX_ADDONS_PER_CATEGORY + 1)))
+        for pick in sorted(rng.choice(len(products), size=count, replace=False).tolist()):
+            product = products[pick]
+            items.append(_Item(product, _rhythm(catalog, product, archetype), None))
     return items
+
+
+class Renewals:
+    """Purchase times of many items, each a renewal process: a mean interval drawn per item and
+    intervals of that mean times a drawn ratio. Shared by the simulator and simulate-check."""
+
+    def __init__(self, rhythms: Sequence[Rhythm], rng: np.random.Generator) -> None:
+        self._rng = rng
+        every = np.arange(len(rhythms))
+        means = np.array([r.mean_interval_days.on_grid() for r in rhythms]).reshape(-1, POINTS)
+        self._ratios = np.array([r.interval_ratio.on_grid() for r in rhythms]).reshape(-1, POINTS)
+        self._means = sample_rows(means, every, rng)
+        self._next = np.zeros(len(rhythms))
+
+    def start(self, items: _IntArray, phase: _FloatArray) -> None:
+        """Put the next purchase of `items` at `phase` (0-1) of one interval from now: an item
+        already in the pantry was last bought some time before the simulation began."""
+        self._next[items] = phase * self.intervals(items)
+
+    def intervals(self, items: _IntArray) -> _FloatArray:
+        """The next rebuy interval of each of `items`, in days."""
+        ratio = sample_rows(self._ratios, items, self._rng)
+        return np.maximum(self._means[items] * ratio, MIN_INTERVAL_DAYS)
+
+    def until(self, end_day: float) -> tuple[_IntArray, _IntArray]:
+        """Every purchase (item, whole day) before `end_day`, in the order they were drawn."""
+        items_parts: list[_IntArray] = []
+        days_parts: list[_FloatArray] = []
+        while (due := np.flatnonzero(self._next < end_day)).size:
+            items_parts.append(due)
+            days_parts.append(np.floor(self._next[due]))
+            self._next[due] += self.intervals(due)
+        items = np.concatenate(items_parts) if items_parts else np.empty(0, dtype=np.int64)
+        days = (np.concatenate(days_parts) if days_parts else np.empty(0)).astype(np.int64)
+        return items, days
 
 
 def _rng(spec: SeedSpec) -> np.random.Generator:
@@ -188,11 +204,15 @@ def _nan_unless(values: Sequence[float | None]) -> _FloatArray:
 class _Run:
     """The state of one simulation between months: each item's next purchase time."""
 
-    def __init__(self, spec: SeedSpec) -> None:
+    def __init__(self, spec: SeedSpec, catalog: Catalog) -> None:
         self._spec = spec
         self._rng = _rng(spec)
-        seeds = _seed_items(spec)
-        addons = _addon_items(spec.archetype, {i.product.product_id for i in seeds}, self._rng)
+        archetype = spec.archetype.archetype_id
+        seeds = [
+            _Item(product, _rhythm(catalog, product, archetype), seed)
+            for seed, product in _seed_products(spec, catalog)
+        ]
+        addons = _addon_items(catalog, archetype, [i.product for i in seeds], self._rng)
         items = seeds + addons
         self._ids = [i.product.product_id for i in items]
         self._names = [i.product.name for i in items]
@@ -200,37 +220,31 @@ class _Run:
         order = sorted(range(len(items)), key=self._ids.__getitem__)
         self._id_rank = np.empty(len(items), dtype=np.int64)
         self._id_rank[order] = np.arange(len(items))
-        self._shape = spec.archetype.regularity
-        self._scale = np.array([i.mean_interval_days for i in items]) / self._shape
-        self._quantity = np.array([i.quantity for i in items])
-        self._price = np.array([i.price_usd for i in items])
+        rhythms = [i.rhythm for i in items]
+        self._quantities = np.array([r.quantity.on_grid() for r in rhythms])
+        self._price_ratios = np.array([r.price_ratio.on_grid() for r in rhythms])
+        self._price = np.array(
+            [
+                i.seed.unit_price_usd
+                if i.seed and i.seed.unit_price_usd is not None
+                else i.product.unit_price_usd
+                for i in items
+            ]
+        )
         self._is_seed = np.array([i.seed is not None for i in items])
         self._seed_quantity = _nan_unless([i.seed.quantity if i.seed else None for i in items])
         self._seed_price = _nan_unless([i.seed.unit_price_usd if i.seed else None for i in items])
-        # Days since the start, fractional. Seeds were just bought (day 0); an add-on was last
-        # bought before the simulation, so its next purchase falls anywhere in one interval.
-        self._next = np.zeros(len(items))
-        phase = self._rng.random(len(addons)) * self._intervals(np.arange(len(seeds), len(items)))
-        self._next[len(seeds) :] = phase
-
-    def _intervals(self, items: _IntArray) -> _FloatArray:
-        """The next rebuy interval of each of `items`, in days."""
-        drawn = self._rng.gamma(self._shape, self._scale[items])
-        return np.maximum(drawn, MIN_INTERVAL_DAYS)
+        # Seeds were just bought (day 0); an add-on was last bought before the simulation, so
+        # its next purchase falls anywhere in one interval.
+        self._renewals = Renewals(rhythms, self._rng)
+        addon_items = np.arange(len(seeds), len(items))
+        self._renewals.start(addon_items, self._rng.random(addon_items.size))
 
     def month(self, index: int) -> history_pb2.SimulatedMonth:
         """Month `index` (0-based); must be called for 0, 1, 2, ... in turn."""
         start = self._spec.start_date
         first, after = dates.shift_months(start, index), dates.shift_months(start, index + 1)
-        end_offset = (after - start).days
-        items_parts: list[_IntArray] = []
-        days_parts: list[_FloatArray] = []
-        while (due := np.flatnonzero(self._next < end_offset)).size:
-            items_parts.append(due)
-            days_parts.append(np.floor(self._next[due]))
-            self._next[due] += self._intervals(due)
-        items = np.concatenate(items_parts) if items_parts else np.empty(0, dtype=np.int64)
-        days = (np.concatenate(days_parts) if days_parts else np.empty(0)).astype(np.int64)
+        items, days = self._renewals.until((after - start).days)
         quantity, price = self._baskets(items, days)
         order = np.lexsort((self._id_rank[items], days))
         simulated = history_pb2.SimulatedMonth(
@@ -244,18 +258,16 @@ class _Run:
         return simulated
 
     def _baskets(self, items: _IntArray, days: _IntArray) -> tuple[_FloatArray, _FloatArray]:
-        """Quantity and unit price of each purchase: the item's usual basket with a little noise
-        and the odd promotion; the seed purchase itself is exactly what the shopper entered."""
-        n = items.size
-        noise = self._rng.lognormal(0.0, QUANTITY_SIGMA, n)
-        quantity = np.maximum(1.0, np.rint(self._quantity[items] * noise))
-        factor = self._rng.uniform(1 - PRICE_NOISE, 1 + PRICE_NOISE, n)
-        factor[self._rng.random(n) < PROMOTION_PROBABILITY] *= 1 - PROMOTION_DISCOUNT
-        price = np.round(self._price[items] * factor, 2)
-        seed_purchase = (days == 0) & self._is_seed[items]
+        """Quantity and unit price of each purchase, drawn from the item's fitted rhythm (whole
+        units; the seed's quantity when given); the seed purchase itself is exactly what the
+        shopper entered."""
+        drawn = np.maximum(1.0, np.rint(sample_rows(self._quantities, items, self._rng)))
+        ratio = sample_rows(self._price_ratios, items, self._rng)
         given_quantity = self._seed_quantity[items]
+        quantity = np.where(np.isnan(given_quantity), drawn, given_quantity)
+        price = np.round(self._price[items] * ratio, 2)
+        seed_purchase = (days == 0) & self._is_seed[items]
         given_price = self._seed_price[items]
-        quantity = np.where(seed_purchase & ~np.isnan(given_quantity), given_quantity, quantity)
         price = np.where(seed_purchase & ~np.isnan(given_price), given_price, price)
         return quantity, price
 

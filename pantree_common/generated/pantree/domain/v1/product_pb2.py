@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpantree/domain/v1/product.proto\x12\x11pantree.domain.v1\"i\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x12\n\ndepartment\x18\x04 \x01(\t\x12\x16\n\x0eunit_price_usd\x18\x05 \x01(\x01\"l\n\x08SeedItem\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\x08quantity\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0eunit_price_usd\x18\x03 \x01(\x01H\x01\x88\x01\x01\x42\x0b\n\t_quantityB\x11\n\x0f_unit_price_usd\"O\n\x0cProductMatch\x12+\n\x07product\x18\x01 \x01(\x0b\x32\x1a.pantree.domain.v1.Product\x12\x12\n\nsimilarity\x18\x02 \x01(\x01\"W\n\x0fRelatedProducts\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x30\n\x07matches\x18\x02 \x03(\x0b\x32\x1f.pantree.domain.v1.ProductMatchb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpantree/domain/v1/product.proto\x12\x11pantree.domain.v1\"i\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x12\n\ndepartment\x18\x04 \x01(\t\x12\x16\n\x0eunit_price_usd\x18\x05 \x01(\x01\"\x80\x01\n\x08SeedItem\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\x08quantity\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0eunit_price_usd\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\nproduct_id\x18\x04 \x01(\tB\x0b\n\t_quantityB\x11\n\x0f_unit_price_usd\"O\n\x0cProductMatch\x12+\n\x07product\x18\x01 \x01(\x0b\x32\x1a.pantree.domain.v1.Product\x12\x12\n\nsimilarity\x18\x02 \x01(\x01\"W\n\x0fRelatedProducts\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x30\n\x07matches\x18\x02 \x03(\x0b\x32\x1f.pantree.domain.v1.ProductMatchb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PRODUCT']._serialized_start=54
   _globals['_PRODUCT']._serialized_end=159
-  _globals['_SEEDITEM']._serialized_start=161
-  _globals['_SEEDITEM']._serialized_end=269
-  _globals['_PRODUCTMATCH']._serialized_start=271
-  _globals['_PRODUCTMATCH']._serialized_end=350
-  _globals['_RELATEDPRODUCTS']._serialized_start=352
-  _globals['_RELATEDPRODUCTS']._serialized_end=439
+  _globals['_SEEDITEM']._serialized_start=162
+  _globals['_SEEDITEM']._serialized_end=290
+  _globals['_PRODUCTMATCH']._serialized_start=292
+  _globals['_PRODUCTMATCH']._serialized_end=371
+  _globals['_RELATEDPRODUCTS']._serialized_start=373
+  _globals['_RELATEDPRODUCTS']._serialized_end=460
 # @@protoc_insertion_point(module_scope)

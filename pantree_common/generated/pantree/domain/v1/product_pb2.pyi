@@ -67,6 +67,7 @@ class SeedItem(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_USD_FIELD_NUMBER: _builtins.int
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """What the shopper typed (for example "greek yogurt"), 1-200 characters, not blank; resolved
     against the product catalog by name.
@@ -77,16 +78,22 @@ class SeedItem(_message.Message):
     """
     unit_price_usd: _builtins.float
     """Price paid per unit in US dollars; finite and >= 0 when set; the catalog price when unset."""
+    product_id: _builtins.str
+    """Identifier of the catalog product this item stands for, at most 128 characters; empty to
+    resolve `name` by words. The orchestrator sets it from the vectors step's similarity search
+    (ProcessSeed reports each match and its score); an id the catalog lacks is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         quantity: _builtins.float | None = ...,
         unit_price_usd: _builtins.float | None = ...,
+        product_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_quantity", b"_quantity", "_unit_price_usd", b"_unit_price_usd", "quantity", b"quantity", "unit_price_usd", b"unit_price_usd"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quantity", b"_quantity", "_unit_price_usd", b"_unit_price_usd", "name", b"name", "quantity", b"quantity", "unit_price_usd", b"unit_price_usd"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quantity", b"_quantity", "_unit_price_usd", b"_unit_price_usd", "name", b"name", "product_id", b"product_id", "quantity", b"quantity", "unit_price_usd", b"unit_price_usd"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__quantity: _TypeAlias = _typing.Literal["quantity"]  # noqa: Y015
     _WhichOneofArgType__quantity: _TypeAlias = _typing.Literal["_quantity", b"_quantity"]  # noqa: Y015
