@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -35,7 +36,9 @@ from pantree_common.client import create_channel
 from pantree_common.descriptors import SERVICES
 from pantree_common.errors import ConfigError, PantreeError
 from services.mesh import STEPS, MeshConfig
-from services.vectors.embedding import Embedder, HashingEmbedder
+from services.vectors.config import VectorsConfig
+from services.vectors.embedders import collection_prefix, load_embedder, resolve_embedder
+from services.vectors.embedding import Embedder
 from services.vectors.store import SERVER_SCHEMES, MilvusStore
 
 # Deadline of each remote check: a healthy server answers a health check in milliseconds.
@@ -125,40 +128,57 @@ async def check_data_dir(config: MeshConfig) -> CheckResult:
     return CheckResult(name, Status.OK, f"{directory} ({setting}) {verb} and is writable")
 
 
-def load_embedder(config: MeshConfig) -> Embedder:
-    """The embedder PANTREE_EMBEDDER names."""
-    if config.vectors.embedder == "hashing":
-        return HashingEmbedder(config.vectors.embedding_dimensions)
-    raise ConfigError(f"unknown embedder {config.vectors.embedder!r}")
+_embedders: dict[VectorsConfig, Embedder | Exception] = {}
+_embedders_lock = threading.Lock()
+
+
+def shared_embedder(config: VectorsConfig) -> Embedder:
+    """The configured embedder, loaded once per configuration in this process: the embedder
+    and vector-store checks share it (MiniLM takes seconds to load, an endpoint that fails is
+    retried with backoff), and a failure to load is remembered too."""
+    with _embedders_lock:
+        loaded = _embedders.get(config)
+        if loaded is None:
+            try:
+                loaded = load_embedder(config)
+            except (PantreeError, ValueError) as exc:
+                loaded = exc
+            _embedders[config] = loaded
+    if isinstance(loaded, Exception):
+        raise loaded
+    return loaded
 
 
 async def check_embedder(config: MeshConfig) -> CheckResult:
-    """The configured embedder loads and turns a test text into a unit vector of the configured
-    dimensions."""
+    """The configured embedder loads and turns a test text into a unit vector of its
+    dimensions. PANTREE_EMBEDDER=auto falling back to hashing is degraded: it works, but
+    matches products on spelling only."""
     name = "embedder"
-    dimensions = config.vectors.embedding_dimensions
+    kind, why = resolve_embedder(config.vectors)
 
-    def embed() -> tuple[str, tuple[int, ...], float]:
-        embedder = load_embedder(config)
+    def embed() -> tuple[Embedder, tuple[int, ...], float]:
+        embedder = shared_embedder(config.vectors)
         vectors = embedder.embed([_TEST_TEXT])
-        return embedder.name, vectors.shape, float(np.linalg.norm(vectors[0]))
+        return embedder, vectors.shape, float(np.linalg.norm(vectors[0]))
 
     try:
-        embedder_name, shape, norm = await asyncio.to_thread(embed)
+        embedder, shape, norm = await asyncio.to_thread(embed)
     except (PantreeError, ValueError) as exc:
-        return CheckResult(name, Status.FAILED, f"cannot load {config.vectors.embedder}: {exc}")
+        return CheckResult(name, Status.FAILED, f"cannot load {kind} ({why}): {exc}")
+    dimensions = embedder.dimensions
+    device = getattr(embedder, "device", None)
+    label = f"{embedder.name} on {device}" if device else embedder.name
     if shape != (1, dimensions) or abs(norm - 1.0) > 1e-3:
         return CheckResult(
             name,
             Status.FAILED,
-            f"{embedder_name} made a vector of shape {shape} and norm {norm:.3f}, "
+            f"{label} made a vector of shape {shape} and norm {norm:.3f}, "
             f"expected 1 x {dimensions} of norm 1",
         )
-    return CheckResult(
-        name,
-        Status.OK,
-        f"{embedder_name} embeds a test text into a unit vector of {dimensions} dimensions",
-    )
+    detail = f"{label} embeds a test text into a unit vector of {dimensions} dimensions"
+    if config.vectors.embedder == "auto" and kind == "hashing":
+        return CheckResult(name, Status.DEGRADED, f"{detail}; {why}")
+    return CheckResult(name, Status.OK, detail)
 
 
 @contextlib.contextmanager
@@ -201,12 +221,19 @@ async def check_vector_store(config: MeshConfig) -> CheckResult:
     uri = vectors.store_uri
     where = "Milvus server" if _is_milvus_server(uri) else "Milvus Lite file"
 
+    try:
+        embedder = await asyncio.to_thread(shared_embedder, vectors)
+    except (PantreeError, ValueError) as exc:
+        return CheckResult(name, Status.FAILED, f"cannot open it without the embedder: {exc}")
+    prefix = collection_prefix(embedder)
+
     def count() -> int:
         store = MilvusStore(
             uri,
-            vectors.embedding_dimensions,
+            embedder.dimensions,
             token=vectors.milvus_token,
             timeout_s=vectors.milvus_timeout_s,
+            collection_prefix=prefix,
         )
         try:
             return store.count_products()
@@ -225,7 +252,7 @@ async def check_vector_store(config: MeshConfig) -> CheckResult:
                 "process per data file; check it through that server with --target host:port",
             )
         return CheckResult(name, Status.FAILED, exc.message)
-    detail = f"{where} {uri} holds {products} products"
+    detail = f"{where} {uri} holds {products} products in {prefix}_products"
     if products == 0:
         detail += " (empty: the vectors step indexes the catalog when it starts)"
     return CheckResult(name, Status.OK, detail)

@@ -30,7 +30,7 @@ from services.simulation.config import SimulationConfig
 from services.simulation.servicer import SimulationServicer, utc_today
 from services.simulation.simulator import Simulator
 from services.vectors.config import VectorsConfig
-from services.vectors.embedding import HashingEmbedder
+from services.vectors.embedders import collection_prefix, load_embedder
 from services.vectors.index import VectorIndex
 from services.vectors.servicer import VectorServicer
 from services.vectors.store import MilvusStore
@@ -56,13 +56,15 @@ class MeshConfig:
 
 def _open_vector_index(config: VectorsConfig) -> Callable[[], VectorIndex]:
     def open_index() -> VectorIndex:
+        embedder = load_embedder(config)
         store = MilvusStore(
             config.store_uri,
-            config.embedding_dimensions,
+            embedder.dimensions,
             token=config.milvus_token,
             timeout_s=config.milvus_timeout_s,
+            collection_prefix=collection_prefix(embedder),
         )
-        return VectorIndex(HashingEmbedder(config.embedding_dimensions), store)
+        return VectorIndex(embedder, store)
 
     return open_index
 

@@ -61,6 +61,8 @@ def start_server(tmp_path: Path, port: int, step: str = "all", **env: str) -> Se
     environment = {
         **os.environ,
         "PANTREE_DATA_DIR": str(data_dir),
+        "PANTREE_EMBEDDER": "hashing",  # fast start; MiniLM is tested in tests/unit
+        "PANTREE_CATALOG": "builtin",  # instant; the CJ catalog has its own tests
         "PANTREE_SHUTDOWN_GRACE_S": "10",
         "PANTREE_METRICS_PORT": "0",
         **env,

@@ -22,7 +22,12 @@ def doctor(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
         timeout=60,
         check=False,
         cwd=tmp_path,  # no stray .env
-        env={**os.environ, "PANTREE_DATA_DIR": str(tmp_path / "data")},
+        env={
+            **os.environ,
+            "PANTREE_DATA_DIR": str(tmp_path / "data"),
+            "PANTREE_EMBEDDER": "hashing",
+            "PANTREE_CATALOG": "builtin",  # instant; the CJ catalog has its own tests
+        },
     )
     assert result.stdout.count("\n") == 1, result.stdout + result.stderr
     return result.returncode, json.loads(result.stdout)

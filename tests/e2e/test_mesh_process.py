@@ -211,7 +211,7 @@ def test_one_step_serves_alone(tmp_path: Path, free_port: int) -> None:
 def test_orchestrator_alone_needs_its_step_addresses(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "services.orchestrator"],
-        env={**os.environ, "PORT": "0", "PANTREE_HOST": "127.0.0.1"},
+        env={**os.environ, "PORT": "0", "PANTREE_HOST": "127.0.0.1", "PANTREE_CATALOG": "builtin"},
         capture_output=True,
         text=True,
         timeout=30,
@@ -263,7 +263,12 @@ def test_a_second_server_on_the_same_data_dir_says_why_it_cannot_start(
 ) -> None:
     result = subprocess.run(
         [str(BIN / "pantree"), "serve", "all", "--port", str(free_port), "--host", "127.0.0.1"],
-        env={**os.environ, "PANTREE_DATA_DIR": str(mesh_process.data_dir)},
+        env={
+            **os.environ,
+            "PANTREE_DATA_DIR": str(mesh_process.data_dir),
+            "PANTREE_EMBEDDER": "hashing",
+            "PANTREE_CATALOG": "builtin",  # instant; the CJ catalog has its own tests
+        },
         capture_output=True,
         text=True,
         timeout=60,

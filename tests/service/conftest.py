@@ -28,6 +28,8 @@ def mesh_config(data_dir: Path, **env: str) -> MeshConfig:
             "PORT": "0",
             "PANTREE_HOST": "127.0.0.1",
             "PANTREE_DATA_DIR": str(data_dir),
+            "PANTREE_EMBEDDER": "hashing",  # fast start; MiniLM is tested in tests/unit
+            "PANTREE_CATALOG": "builtin",  # instant; the CJ catalog has its own tests
             "PANTREE_METRICS_PORT": "0",
             **env,
         },

