@@ -17,6 +17,7 @@ from pantree.vectors.v1 import vectors_service_pb2_grpc
 from pantree_common import config as config_loader
 from pantree_common.client import ClientConfig
 from pantree_common.descriptors import SERVICES
+from pantree_common.domain.catalog import CatalogConfig, open_catalog, use_catalog
 from pantree_common.logging import LoggingConfig
 from pantree_common.server import PantreeServer, ServerConfig, Service, create_server
 from services.frequency.config import FrequencyConfig
@@ -47,6 +48,7 @@ class MeshConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     vectors: VectorsConfig = field(default_factory=VectorsConfig)
     frequency: FrequencyConfig = field(default_factory=FrequencyConfig)
@@ -79,6 +81,7 @@ def build_services(
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
         raise ValueError(f"unknown steps {unknown}; expected some of {', '.join(STEPS)}")
+    use_catalog(open_catalog(config.catalog.catalog, config.vectors.data_dir))
     services: list[Service] = []
     if "simulation" in steps:
         services.append(

@@ -50,6 +50,8 @@ EXCLUDED_DEPARTMENTS = frozenset(
         "CHARITABLE CONT",
     }
 )
+# Coupons and store-made items filed under grocery departments.
+EXCLUDED_CATEGORIES = frozenset({"", "COUPON/MISC ITEMS"})
 # Departments a store can deliver on a schedule; fresh counters (produce, bakery, deli, floral,
 # salad bar, fresh seafood) and alcohol are left out, like bread in the built-in catalog.
 SUBSCRIBABLE_DEPARTMENTS = frozenset(
@@ -226,6 +228,12 @@ class _Samples:
         )
 
 
+def _usable(department: NDArray[np.object_], category: NDArray[np.object_]) -> NDArray[np.bool_]:
+    """Items that are products a shopper rebuys (see EXCLUDED_DEPARTMENTS, EXCLUDED_CATEGORIES)."""
+    excluded = np.isin(department, list(EXCLUDED_DEPARTMENTS))
+    return ~excluded & ~np.isin(category, list(EXCLUDED_CATEGORIES))
+
+
 def fit_calibration(
     transactions: Transactions,
     archetypes: NDArray[np.object_],
@@ -236,7 +244,7 @@ def fit_calibration(
     items = transactions.items
     item_category = np.asarray(items.categories, dtype=object)
     item_department = np.asarray(items.departments, dtype=object)
-    usable_item = ~np.isin(item_department, list(EXCLUDED_DEPARTMENTS)) & (item_category != "")
+    usable_item = _usable(item_department, item_category)
     keep = usable_item[transactions.item]
     if fit_customers is not None:
         keep &= fit_customers[transactions.customer]
@@ -341,7 +349,7 @@ def build_catalog(
     items = transactions.items
     item_category = np.asarray(items.categories, dtype=object)
     item_department = np.asarray(items.departments, dtype=object)
-    usable = ~np.isin(item_department, list(EXCLUDED_DEPARTMENTS)) & (item_category != "")
+    usable = _usable(item_department, item_category)
     households = np.zeros(len(items), dtype=np.int64)
     first = np.unique(np.stack([transactions.customer, transactions.item]), axis=1)
     np.add.at(households, first[1], 1)

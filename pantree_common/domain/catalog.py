@@ -228,6 +228,11 @@ class Catalog:
         return {p.product_id: p for p in self.products}
 
     @cached_property
+    def rank(self) -> dict[str, int]:
+        """Each product's position: 0 is the most rebought in a catalog built from data."""
+        return {p.product_id: position for position, p in enumerate(self.products)}
+
+    @cached_property
     def _word_index(self) -> dict[str, list[int]]:
         index: dict[str, list[int]] = {}
         for position, product in enumerate(self.products):
@@ -236,22 +241,16 @@ class Catalog:
         return index
 
     def resolve(self, name: str) -> Product | None:
-        """The product whose name best matches `name` by shared words, or None; on a tie the
-        earlier product (catalog files list the most rebought products first)."""
-        wanted = _words(name)
+        """The product sharing the most of `name`'s words, or None; among equals the earlier
+        one (catalog files list the most rebought products first, so "milk" finds the milk
+        people buy rather than the rarest product with "milk" in its name)."""
         shared: dict[int, int] = {}
-        for word in wanted:
+        for word in _words(name):
             for position in self._word_index.get(word, ()):
                 shared[position] = shared.get(position, 0) + 1
         if not shared:
             return None
-
-        def score(position: int) -> tuple[float, int]:
-            have = len(_words(f"{self.products[position].name} {self.products[position].category}"))
-            count = shared[position]
-            return (count / len(wanted) + count / have / 4, -position)
-
-        return self.products[max(shared, key=score)]
+        return self.products[min(shared, key=lambda position: (-shared[position], position))]
 
     def subscribable(self, category: str) -> bool:
         """Whether a store would deliver this category on a schedule (unknown ones may be)."""

@@ -58,6 +58,13 @@ class OrchestratorConfig:
         "PANTREE_RELATED_TOP_K", 5, "Similar products looked up per candidate (1-50)."
     )
     """top_k of the batched similar-product search."""
+    seed_min_similarity: float = setting(
+        "PANTREE_SEED_MIN_SIMILARITY",
+        0.5,
+        "Least cosine similarity for a seed item to resolve to a catalog product (0-1); below "
+        "it ProcessSeed refuses the item with INVALID_ARGUMENT.",
+    )
+    """What counts as "no such product": depends on the embedder (see docs/SIMULATOR.md)."""
 
     def validate(self) -> None:
         if self.process_seed_timeout_s <= 0 or self.recommend_timeout_s <= 0:
@@ -70,6 +77,10 @@ class OrchestratorConfig:
             )
         if not 1 <= self.related_top_k <= 50:
             raise ConfigError(f"PANTREE_RELATED_TOP_K must be 1-50, got {self.related_top_k}")
+        if not 0 <= self.seed_min_similarity <= 1:
+            raise ConfigError(
+                f"PANTREE_SEED_MIN_SIMILARITY must be 0-1, got {self.seed_min_similarity}"
+            )
 
     def upstreams(self, own_address: str, local_steps: frozenset[str]) -> dict[str, str]:
         """Address of every step; an empty setting means this server, if it serves the step."""

@@ -23,8 +23,8 @@ from pantree_common import context
 from pantree_common.domain import catalog
 from pantree_common.domain.dates import from_proto, to_epoch_day, to_proto
 from pantree_common.domain.history import history_from_months
-from pantree_common.domain.seed import seed_spec_of
-from pantree_common.errors import UpstreamError
+from pantree_common.domain.seed import SeedItem, seed_spec_of
+from pantree_common.errors import Collector, UpstreamError
 from services.orchestrator.config import OrchestratorConfig
 
 if TYPE_CHECKING:
@@ -37,6 +37,10 @@ if TYPE_CHECKING:
     from pantree.vectors.v1.vectors_service_pb2_grpc import VectorServiceAsyncStub
 
 Stage = pb.ProcessStage
+SEED_CANDIDATES = 10
+"""Catalog products looked at per seed name."""
+SEED_TIE_SIMILARITY = 0.03
+"""Matches this close to the best one count as equally good; popularity decides among them."""
 # A candidate product's statistics with the products most similar to it.
 Neighbours = tuple[analysis_pb2.ItemStatistics, Sequence[product_pb2.ProductMatch]]
 
@@ -65,6 +69,17 @@ def bound_deadline(default_s: float) -> None:
     """Give the current call a deadline when its caller set none, so no step call is unbounded."""
     if context.deadline.get() is None:
         context.deadline.set(time.monotonic() + default_s)
+
+
+def _most_rebought(
+    matches: Sequence[product_pb2.ProductMatch], active: catalog.Catalog
+) -> product_pb2.ProductMatch | None:
+    """The best match, or a more rebought product almost as similar (catalog order)."""
+    if not matches:
+        return None
+    best = max(m.similarity for m in matches)
+    close = [m for m in matches if m.similarity >= best - SEED_TIE_SIMILARITY]
+    return min(close, key=lambda m: active.rank.get(m.product.product_id, len(active.rank)))
 
 
 def _progress(
@@ -99,13 +114,15 @@ class Pipeline:
         bound_deadline(self._config.process_seed_timeout_s)
         spec = seed_spec_of(request, self._today())
         customer_id = spec.customer_id or f"seed-{spec.random_seed}"
+        seed_items, resolution = await self._resolve_seeds(spec.seed_items)
+        yield pb.ProcessSeedResponse(resolution=resolution)
         yield _progress(Stage.PROCESS_STAGE_SIMULATING, f"Simulating {spec.months} months", 0)
         months: list[history_pb2.SimulatedMonth] = []
         simulation = self._steps.simulation.SimulateHistory(
             simulation_pb.SimulateHistoryRequest(
                 customer_id=customer_id,
                 archetype=request.archetype,
-                seed_items=request.seed_items,
+                seed_items=seed_items,
                 months=spec.months,
                 random_seed=spec.random_seed,
                 start_date=to_proto(spec.start_date),
@@ -194,6 +211,70 @@ class Pipeline:
         """The products worth enriching: rhythmic ones, best first, bounded."""
         rhythmic = [item for item in analysis.items if item.meets_minimum_purchases]
         return rhythmic[: self._config.enriched_candidates]
+
+    async def _resolve_seeds(
+        self, seeds: Sequence[SeedItem]
+    ) -> tuple[list[product_pb2.SeedItem], pb.SeedResolution]:
+        """Each seed item's catalog product: named by id, or found by one batched similarity
+        search over every name. Among matches within SEED_TIE_SIMILARITY of the best, the most
+        rebought product wins ("milk" should be the milk people buy). Every item that matches
+        nothing well enough is reported in one INVALID_ARGUMENT."""
+        active = catalog.active_catalog()
+        errors = Collector()
+        matches: dict[int, pb.SeedMatch] = {}
+        for position, seed in enumerate(seeds):
+            if not seed.product_id:
+                continue
+            product = active.by_id.get(seed.product_id)
+            if product is None:
+                errors.add(
+                    f"seed_items[{position}].product_id",
+                    f"{seed.product_id[:64]!r} is not in the {active.source} catalog",
+                )
+            else:
+                matches[position] = pb.SeedMatch(
+                    name=seed.name, product=product.to_proto(), similarity=1.0
+                )
+        by_name = [position for position, seed in enumerate(seeds) if not seed.product_id]
+        if by_name:
+            with step_errors("vectors"):
+                response = await self._steps.vectors.SearchSimilarProducts(
+                    vectors_pb.SearchSimilarProductsRequest(
+                        query_texts=[seeds[position].name for position in by_name],
+                        top_k=SEED_CANDIDATES,
+                    )
+                )
+            for position, result in zip(by_name, response.results, strict=True):
+                best = _most_rebought(result.matches, active)
+                least = self._config.seed_min_similarity
+                if best is None or best.similarity < least:
+                    closest = (
+                        f"; the closest, {best.product.name[:64]!r}, scores "
+                        f"{best.similarity:.2f}"
+                        if best
+                        else ""
+                    )
+                    errors.add(
+                        f"seed_items[{position}].name",
+                        f"no catalog product matches {seeds[position].name[:64]!r} with a "
+                        f"similarity of at least {least}{closest}",
+                    )
+                else:
+                    matches[position] = pb.SeedMatch(
+                        name=seeds[position].name, product=best.product, similarity=best.similarity
+                    )
+        errors.raise_if_any()
+        resolution = pb.SeedResolution(matches=[matches[p] for p in sorted(matches)])
+        items = [
+            product_pb2.SeedItem(
+                name=seed.name,
+                quantity=seed.quantity,
+                unit_price_usd=seed.unit_price_usd,
+                product_id=matches[position].product.product_id,
+            )
+            for position, seed in enumerate(seeds)
+        ]
+        return items, resolution
 
     async def _similar(
         self, history: history_pb2.PurchaseHistory, analysis: analysis_pb2.HistoryAnalysis

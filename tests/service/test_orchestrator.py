@@ -45,12 +45,16 @@ async def test_process_seed_streams_months_in_order_then_analysis_offers_summary
 ) -> None:
     events = await collect(mesh, seed_request(months=6))
     content = [k for k in kinds(events) if k != "progress"]
-    assert content == ["month"] * 6 + ["analysis", "recommendations", "summary"]
+    assert content == ["resolution"] + ["month"] * 6 + ["analysis", "recommendations", "summary"]
+    matches = events[0].resolution.matches
+    assert [m.name for m in matches] == ["milk", "eggs", "bread", "coffee"]
+    assert [m.product.product_id for m in matches] == ["p-1001", "p-1101", "p-1201", "p-2002"]
+    assert all(0.5 <= m.similarity <= 1 for m in matches)
     months = [e.month for e in events if e.HasField("month")]
     assert [m.month_index for m in months] == [1, 2, 3, 4, 5, 6]
     assert all(m.month_count == 6 for m in months)
     assert (months[0].start_date.year, months[0].start_date.month) == (2026, 3)
-    assert kinds(events)[0] == "progress"
+    assert kinds(events)[:2] == ["resolution", "progress"]
     recommendations = next(e.recommendations for e in events if e.HasField("recommendations"))
     assert recommendations.scored_by == offer_pb2.SCORING_PATH_HEURISTIC
     assert recommendations.offers, "six months of a busy family must yield offers"
@@ -67,6 +71,36 @@ async def test_process_seed_streams_months_in_order_then_analysis_offers_summary
     assert summary.purchase_count == sum(len(m.purchases) for m in months)
     assert summary.offer_count == len(recommendations.offers)
     assert summary.customer_id == "shopper-1"
+
+
+async def test_unresolvable_seed_items_are_refused_together_before_simulating(mesh: Mesh) -> None:
+    items = [
+        product_pb2.SeedItem(name="milk"),
+        product_pb2.SeedItem(name="qwzx vbnm"),
+        product_pb2.SeedItem(name="eggs", product_id="no-such-product"),
+        product_pb2.SeedItem(name="anything", product_id="p-2303"),
+    ]
+    received: list[str] = []
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for event in mesh.orchestrator.ProcessSeed(seed_request(seed_items=items)):
+            received.append(str(event.WhichOneof("event")))
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = {v.field: v.description for v in bad_request_violations(caught.value)}
+    assert set(violations) == {"seed_items[1].name", "seed_items[2].product_id"}
+    assert "'qwzx vbnm'" in violations["seed_items[1].name"]
+    assert "similarity of at least 0.5" in violations["seed_items[1].name"]
+    assert received == []
+
+
+async def test_seed_items_named_by_id_resolve_without_a_search(mesh: Mesh) -> None:
+    items = [product_pb2.SeedItem(name="the blue one", product_id="p-2303")]
+    events = await collect(mesh, seed_request(seed_items=items, months=2))
+
+    [match] = events[0].resolution.matches
+    assert (match.name, match.product.product_id, match.similarity) == ("the blue one", "p-2303", 1)
+    first = events[2].month
+    assert "p-2303" in {p.product_id for p in first.purchases}
 
 
 async def test_each_month_arrives_before_the_next_is_simulated(tmp_path: Path) -> None:
@@ -298,7 +332,7 @@ async def test_stop_drains_an_in_flight_stream(tmp_path: Path) -> None:
     try:
         call = mesh.orchestrator.ProcessSeed(seed_request(months=4), timeout=30)
         first = await call.read()
-        assert first.HasField("progress")
+        assert first.HasField("resolution")
         stopping = asyncio.create_task(mesh.server.stop(grace=10))
         await asyncio.sleep(0.05)  # the stream has 3 more months of 100 ms to go
         events = [first, await call.read()]

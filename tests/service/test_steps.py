@@ -45,7 +45,7 @@ async def test_simulation_streams_the_months_it_was_asked_for(tmp_path: Path) ->
     finally:
         await stop_mesh(mesh)
     assert [m.month_index for m in months] == [1, 2, 3]
-    assert "Coffee Pods 24 ct" in {p.product_name for p in months[0].purchases}
+    assert "Ground Coffee Medium Roast 12 oz" in {p.product_name for p in months[0].purchases}
     assert len(archetypes.archetypes) == 4
 
 

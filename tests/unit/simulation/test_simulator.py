@@ -18,13 +18,13 @@ from google.type import date_pb2
 from pantree.domain.v1 import history_pb2, product_pb2
 
 from pantree_common.domain import catalog, dates
+from pantree_common.domain.catalog import Catalog
+from pantree_common.domain.history import Product
+from pantree_common.errors import InvalidArgument
 from pantree_common.domain.seed import SeedSpec, seed_spec
 from services.simulation.simulator import (
     ADDON_CATEGORIES,
-    CUSTOM_PRICE_USD,
     MAX_ADDONS_PER_CATEGORY,
-    PRICE_NOISE,
-    PROMOTION_DISCOUNT,
     Simulator,
     archetype_protos,
 )
@@ -38,8 +38,9 @@ STAPLES = (
     "Ground Coffee Medium Roast 12 oz",
     "Spaghetti Pasta 16 oz",
 )
-LOWEST_PRICE_FACTOR = (1 - PROMOTION_DISCOUNT) * (1 - PRICE_NOISE)
-HIGHEST_PRICE_FACTOR = 1 + PRICE_NOISE
+LOWEST_PRICE_FACTOR = 0.8 * 0.95
+HIGHEST_PRICE_FACTOR = 1.05
+"""The built-in rhythms' price range: shelf price +-5%, sometimes 20% off (catalog.py)."""
 
 
 def make_spec(
@@ -132,9 +133,14 @@ def test_purchases_are_valid_sorted_inside_their_month_and_sum_to_the_total() ->
 
 
 def test_two_hundred_items_over_two_years_buy_each_item_at_most_once_a_day() -> None:
-    names = [p.name for p in catalog.products()]
-    names += [f"Homemade item {i}" for i in range(200 - len(names))]
-    months = simulate(make_spec(*names, archetype="busy_family", months=24))
+    builtin = catalog.builtin_catalog()
+    extra = tuple(
+        Product(f"x-{i}", f"Pantry item {i}", "pantry", "grocery", 1.0)
+        for i in range(200 - len(builtin.products))
+    )
+    bigger = Catalog("test", builtin.products + extra, builtin.categories, builtin.calibration)
+    names = [p.name for p in bigger.products]
+    months = list(Simulator(bigger).months(make_spec(*names, archetype="busy_family", months=24)))
     keys = [(day(p.purchase_date), p.product_id) for p in purchases(months)]
 
     assert len(months) == 24
@@ -205,15 +211,15 @@ def test_every_seed_item_is_bought_on_day_zero_with_its_given_quantity_and_price
     spec = make_spec(
         product_pb2.SeedItem(name="greek yogurt", quantity=3, unit_price_usd=6.25),
         product_pb2.SeedItem(name="dog food"),
-        product_pb2.SeedItem(name="Quinoa Kimchi", quantity=0.5),
+        product_pb2.SeedItem(name="whatever the shopper calls it", product_id="p-2502", quantity=0.5),
         archetype="health_conscious",
     )
     first_day = [p for p in simulate(spec)[0].purchases if day(p.purchase_date) == START]
     by_id = {p.product_id: p for p in first_day}
 
-    assert {"p-1005", "p-2501", "custom-quinoa-kimchi"} <= set(by_id)
+    assert {"p-1005", "p-2501", "p-2502"} <= set(by_id)
     assert (by_id["p-1005"].quantity, by_id["p-1005"].unit_price_usd) == (3, 6.25)
-    assert by_id["custom-quinoa-kimchi"].quantity == 0.5
+    assert by_id["p-2502"].quantity == 0.5
     dog_food = catalog.products_by_id()["p-2501"].unit_price_usd * 1.15
     assert dog_food * LOWEST_PRICE_FACTOR <= by_id["p-2501"].unit_price_usd
     assert by_id["p-2501"].unit_price_usd <= dog_food * HIGHEST_PRICE_FACTOR
@@ -251,40 +257,36 @@ def test_catalog_prices_follow_the_archetype_with_noise_and_promotions() -> None
         shelf * LOWEST_PRICE_FACTOR - 0.005 <= p <= shelf * HIGHEST_PRICE_FACTOR + 0.005
         for p in milk
     )
-    promoted = [p for p in milk if p < shelf * (1 - PRICE_NOISE) - 0.005]
+    promoted = [p for p in milk if p < shelf * 0.95 - 0.005]
     assert 0 < len(promoted) < len(milk) / 3
 
 
-def test_unresolved_names_become_custom_products() -> None:
+def test_unresolvable_items_are_all_reported_before_any_month() -> None:
     spec = make_spec(
         product_pb2.SeedItem(name="Quinoa Kimchi"),
-        product_pb2.SeedItem(name="Salsa Verde!", unit_price_usd=2.5),
-        product_pb2.SeedItem(name="salsa-verde"),
+        product_pb2.SeedItem(name="milk"),
         product_pb2.SeedItem(name="牛奶"),
-        archetype="health_conscious",
-        months=24,
+        product_pb2.SeedItem(name="eggs", product_id="not-a-product"),
     )
-    rows = purchases(simulate(spec))
-    custom = {p.product_id: p for p in rows if p.product_id.startswith("custom-")}
 
-    assert set(custom) >= {"custom-quinoa-kimchi", "custom-salsa-verde", "custom-salsa-verde-2"}
-    hashed = set(custom) - {"custom-quinoa-kimchi", "custom-salsa-verde", "custom-salsa-verde-2"}
-    assert len(hashed) == 1 and len(hashed.pop()) == len("custom-") + 12
-    assert custom["custom-quinoa-kimchi"].product_name == "Quinoa Kimchi"
-    assert custom["custom-salsa-verde"].product_name == "Salsa Verde!"
-    assert all(p.category == "" for p in custom.values())
-    kimchi = [p for p in rows if p.product_id == "custom-quinoa-kimchi"]
-    default_shelf = CUSTOM_PRICE_USD * 1.15
-    assert all(
-        default_shelf * LOWEST_PRICE_FACTOR - 0.005
-        <= p.unit_price_usd
-        <= default_shelf * HIGHEST_PRICE_FACTOR + 0.005
-        for p in kimchi
-    )
-    # Default 14-day habit, paced by the archetype (x0.9): about 730 / 12.6 = 58 trips.
-    assert 45 <= len(kimchi) <= 72
-    salsa = [p.unit_price_usd for p in rows if p.product_id == "custom-salsa-verde"]
-    assert salsa[0] == 2.5
+    with pytest.raises(InvalidArgument) as raised:
+        simulate(spec)
+
+    fields = {v.field: v.description for v in raised.value.violations}
+    assert set(fields) == {
+        "seed_items[0].name",
+        "seed_items[2].name",
+        "seed_items[3].product_id",
+    }
+    assert "'Quinoa Kimchi'" in fields["seed_items[0].name"]
+    assert "'not-a-product' is not in the built-in catalog" in fields["seed_items[3].product_id"]
+
+
+def test_a_resolved_product_id_wins_over_the_name() -> None:
+    spec = make_spec(product_pb2.SeedItem(name="milk", product_id="p-2303"), months=1)
+    first_day = [p.product_id for p in simulate(spec)[0].purchases if day(p.purchase_date) == START]
+
+    assert "p-2303" in first_day and "p-1001" not in first_day
 
 
 def test_names_resolving_to_one_product_are_bought_once_per_trip() -> None:
@@ -334,7 +336,9 @@ def test_add_ons_come_from_the_archetype_first_categories(archetype: str) -> Non
     spec = make_spec(*STAPLES, "Baby Diapers Size 3 84 ct", archetype=archetype, months=12)
     rows = purchases(simulate(spec))
     addons = {p.product_id for p in rows} - seed_ids(spec)
-    wanted = catalog.ARCHETYPES[archetype].typical_categories[:ADDON_CATEGORIES]
+    seeded = {catalog.products_by_id()[pid].category for pid in seed_ids(spec)}
+    typical = catalog.ARCHETYPES[archetype].typical_categories
+    wanted = [c for c in typical if c not in seeded][:ADDON_CATEGORIES]
     per_category = Counter(catalog.products_by_id()[pid].category for pid in addons)
 
     assert set(per_category) == set(wanted)
@@ -347,13 +351,13 @@ def test_add_ons_come_from_the_archetype_first_categories(archetype: str) -> Non
 
 
 def test_add_ons_start_at_a_random_phase_not_all_on_day_zero() -> None:
-    spec = make_spec("Quinoa Kimchi", archetype="busy_family", months=2)
+    spec = make_spec("Cat Litter 20 lb", archetype="busy_family", months=2)
     rows = purchases(simulate(spec))
     first_trip: dict[str, dt.date] = {}
     for p in rows:
         first_trip.setdefault(p.product_id, day(p.purchase_date))
 
-    addon_starts = [d for pid, d in first_trip.items() if pid != "custom-quinoa-kimchi"]
+    addon_starts = [d for pid, d in first_trip.items() if pid != "p-2502"]
     assert len(addon_starts) >= ADDON_CATEGORIES
     assert len(set(addon_starts)) > 1
     assert any(d > START for d in addon_starts)

@@ -30,7 +30,7 @@ from pantree.domain.v1 import product_pb2 as pantree_dot_domain_dot_v1_dot_produ
 from pantree.simulation.v1 import simulation_service_pb2 as pantree_dot_simulation_dot_v1_dot_simulation__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n2pantree/orchestrator/v1/orchestrator_service.proto\x12\x17pantree.orchestrator.v1\x1a\x16google/type/date.proto\x1a pantree/domain/v1/analysis.proto\x1a\x1fpantree/domain/v1/history.proto\x1a\x1dpantree/domain/v1/offer.proto\x1a\x1fpantree/domain/v1/product.proto\x1a.pantree/simulation/v1/simulation_service.proto\"\xcd\x01\n\x12ProcessSeedRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tarchetype\x18\x02 \x01(\t\x12/\n\nseed_items\x18\x03 \x03(\x0b\x32\x1b.pantree.domain.v1.SeedItem\x12\x0e\n\x06months\x18\x04 \x01(\x05\x12\x13\n\x0brandom_seed\x18\x05 \x01(\x03\x12%\n\nstart_date\x18\x06 \x01(\x0b\x32\x11.google.type.Date\x12\x12\n\nmax_offers\x18\x07 \x01(\x05\"k\n\x08Progress\x12\x34\n\x05stage\x18\x01 \x01(\x0e\x32%.pantree.orchestrator.v1.ProcessStage\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x18\n\x10percent_complete\x18\x03 \x01(\x05\"n\n\x0fRecommendations\x12(\n\x06offers\x18\x01 \x03(\x0b\x32\x18.pantree.domain.v1.Offer\x12\x31\n\tscored_by\x18\x02 \x01(\x0e\x32\x1e.pantree.domain.v1.ScoringPath\"\xa9\x01\n\x07Summary\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x13\n\x0bmonth_count\x18\x02 \x01(\x05\x12\x16\n\x0epurchase_count\x18\x03 \x01(\x05\x12\x17\n\x0ftotal_spend_usd\x18\x04 \x01(\x01\x12\x13\n\x0boffer_count\x18\x05 \x01(\x05\x12\x1a\n\x12yearly_savings_usd\x18\x06 \x01(\x01\x12\x12\n\nelapsed_ms\x18\x07 \x01(\x01\"\xbb\x02\n\x13ProcessSeedResponse\x12\x35\n\x08progress\x18\x01 \x01(\x0b\x32!.pantree.orchestrator.v1.ProgressH\x00\x12\x32\n\x05month\x18\x02 \x01(\x0b\x32!.pantree.domain.v1.SimulatedMonthH\x00\x12\x36\n\x08\x61nalysis\x18\x03 \x01(\x0b\x32\".pantree.domain.v1.HistoryAnalysisH\x00\x12\x43\n\x0frecommendations\x18\x04 \x01(\x0b\x32(.pantree.orchestrator.v1.RecommendationsH\x00\x12\x33\n\x07summary\x18\x05 \x01(\x0b\x32 .pantree.orchestrator.v1.SummaryH\x00\x42\x07\n\x05\x65vent\"\xa1\x01\n\x10RecommendRequest\x12\x33\n\x07history\x18\x01 \x01(\x0b\x32\".pantree.domain.v1.PurchaseHistory\x12\x11\n\tarchetype\x18\x02 \x01(\t\x12\x17\n\x0f\x61s_of_epoch_day\x18\x03 \x01(\x05\x12\x12\n\nmax_offers\x18\x04 \x01(\x05\x12\x18\n\x10include_analysis\x18\x05 \x01(\x08\"\xa6\x01\n\x11RecommendResponse\x12(\n\x06offers\x18\x01 \x03(\x0b\x32\x18.pantree.domain.v1.Offer\x12\x31\n\tscored_by\x18\x02 \x01(\x0e\x32\x1e.pantree.domain.v1.ScoringPath\x12\x34\n\x08\x61nalysis\x18\x03 \x01(\x0b\x32\".pantree.domain.v1.HistoryAnalysis\"\x17\n\x15ListArchetypesRequest\"N\n\x16ListArchetypesResponse\x12\x34\n\narchetypes\x18\x01 \x03(\x0b\x32 .pantree.simulation.v1.Archetype\"\x12\n\x10GetConfigRequest\"B\n\x0b\x43onfigEntry\x12\x0f\n\x07\x65nv_var\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"[\n\x11GetConfigResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x35\n\x07\x65ntries\x18\x02 \x03(\x0b\x32$.pantree.orchestrator.v1.ConfigEntry*\xbd\x01\n\x0cProcessStage\x12\x1d\n\x19PROCESS_STAGE_UNSPECIFIED\x10\x00\x12\x1c\n\x18PROCESS_STAGE_SIMULATING\x10\x01\x12\x1b\n\x17PROCESS_STAGE_ANALYZING\x10\x02\x12\x1b\n\x17PROCESS_STAGE_EMBEDDING\x10\x03\x12\x1b\n\x17PROCESS_STAGE_ENRICHING\x10\x04\x12\x19\n\x15PROCESS_STAGE_RANKING\x10\x05\x32\xd0\x03\n\x13OrchestratorService\x12o\n\x0bProcessSeed\x12+.pantree.orchestrator.v1.ProcessSeedRequest\x1a,.pantree.orchestrator.v1.ProcessSeedResponse\"\x03\x90\x02\x02\x30\x01\x12g\n\tRecommend\x12).pantree.orchestrator.v1.RecommendRequest\x1a*.pantree.orchestrator.v1.RecommendResponse\"\x03\x90\x02\x01\x12v\n\x0eListArchetypes\x12..pantree.orchestrator.v1.ListArchetypesRequest\x1a/.pantree.orchestrator.v1.ListArchetypesResponse\"\x03\x90\x02\x01\x12g\n\tGetConfig\x12).pantree.orchestrator.v1.GetConfigRequest\x1a*.pantree.orchestrator.v1.GetConfigResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n2pantree/orchestrator/v1/orchestrator_service.proto\x12\x17pantree.orchestrator.v1\x1a\x16google/type/date.proto\x1a pantree/domain/v1/analysis.proto\x1a\x1fpantree/domain/v1/history.proto\x1a\x1dpantree/domain/v1/offer.proto\x1a\x1fpantree/domain/v1/product.proto\x1a.pantree/simulation/v1/simulation_service.proto\"\xcd\x01\n\x12ProcessSeedRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tarchetype\x18\x02 \x01(\t\x12/\n\nseed_items\x18\x03 \x03(\x0b\x32\x1b.pantree.domain.v1.SeedItem\x12\x0e\n\x06months\x18\x04 \x01(\x05\x12\x13\n\x0brandom_seed\x18\x05 \x01(\x03\x12%\n\nstart_date\x18\x06 \x01(\x0b\x32\x11.google.type.Date\x12\x12\n\nmax_offers\x18\x07 \x01(\x05\"k\n\x08Progress\x12\x34\n\x05stage\x18\x01 \x01(\x0e\x32%.pantree.orchestrator.v1.ProcessStage\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x18\n\x10percent_complete\x18\x03 \x01(\x05\"n\n\x0fRecommendations\x12(\n\x06offers\x18\x01 \x03(\x0b\x32\x18.pantree.domain.v1.Offer\x12\x31\n\tscored_by\x18\x02 \x01(\x0e\x32\x1e.pantree.domain.v1.ScoringPath\"\xa9\x01\n\x07Summary\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x13\n\x0bmonth_count\x18\x02 \x01(\x05\x12\x16\n\x0epurchase_count\x18\x03 \x01(\x05\x12\x17\n\x0ftotal_spend_usd\x18\x04 \x01(\x01\x12\x13\n\x0boffer_count\x18\x05 \x01(\x05\x12\x1a\n\x12yearly_savings_usd\x18\x06 \x01(\x01\x12\x12\n\nelapsed_ms\x18\x07 \x01(\x01\"\xfa\x02\n\x13ProcessSeedResponse\x12\x35\n\x08progress\x18\x01 \x01(\x0b\x32!.pantree.orchestrator.v1.ProgressH\x00\x12\x32\n\x05month\x18\x02 \x01(\x0b\x32!.pantree.domain.v1.SimulatedMonthH\x00\x12\x36\n\x08\x61nalysis\x18\x03 \x01(\x0b\x32\".pantree.domain.v1.HistoryAnalysisH\x00\x12\x43\n\x0frecommendations\x18\x04 \x01(\x0b\x32(.pantree.orchestrator.v1.RecommendationsH\x00\x12\x33\n\x07summary\x18\x05 \x01(\x0b\x32 .pantree.orchestrator.v1.SummaryH\x00\x12=\n\nresolution\x18\x06 \x01(\x0b\x32\'.pantree.orchestrator.v1.SeedResolutionH\x00\x42\x07\n\x05\x65vent\"E\n\x0eSeedResolution\x12\x33\n\x07matches\x18\x01 \x03(\x0b\x32\".pantree.orchestrator.v1.SeedMatch\"Z\n\tSeedMatch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x07product\x18\x02 \x01(\x0b\x32\x1a.pantree.domain.v1.Product\x12\x12\n\nsimilarity\x18\x03 \x01(\x01\"\xa1\x01\n\x10RecommendRequest\x12\x33\n\x07history\x18\x01 \x01(\x0b\x32\".pantree.domain.v1.PurchaseHistory\x12\x11\n\tarchetype\x18\x02 \x01(\t\x12\x17\n\x0f\x61s_of_epoch_day\x18\x03 \x01(\x05\x12\x12\n\nmax_offers\x18\x04 \x01(\x05\x12\x18\n\x10include_analysis\x18\x05 \x01(\x08\"\xa6\x01\n\x11RecommendResponse\x12(\n\x06offers\x18\x01 \x03(\x0b\x32\x18.pantree.domain.v1.Offer\x12\x31\n\tscored_by\x18\x02 \x01(\x0e\x32\x1e.pantree.domain.v1.ScoringPath\x12\x34\n\x08\x61nalysis\x18\x03 \x01(\x0b\x32\".pantree.domain.v1.HistoryAnalysis\"\x17\n\x15ListArchetypesRequest\"N\n\x16ListArchetypesResponse\x12\x34\n\narchetypes\x18\x01 \x03(\x0b\x32 .pantree.simulation.v1.Archetype\"\x12\n\x10GetConfigRequest\"B\n\x0b\x43onfigEntry\x12\x0f\n\x07\x65nv_var\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"[\n\x11GetConfigResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x35\n\x07\x65ntries\x18\x02 \x03(\x0b\x32$.pantree.orchestrator.v1.ConfigEntry*\xbd\x01\n\x0cProcessStage\x12\x1d\n\x19PROCESS_STAGE_UNSPECIFIED\x10\x00\x12\x1c\n\x18PROCESS_STAGE_SIMULATING\x10\x01\x12\x1b\n\x17PROCESS_STAGE_ANALYZING\x10\x02\x12\x1b\n\x17PROCESS_STAGE_EMBEDDING\x10\x03\x12\x1b\n\x17PROCESS_STAGE_ENRICHING\x10\x04\x12\x19\n\x15PROCESS_STAGE_RANKING\x10\x05\x32\xd0\x03\n\x13OrchestratorService\x12o\n\x0bProcessSeed\x12+.pantree.orchestrator.v1.ProcessSeedRequest\x1a,.pantree.orchestrator.v1.ProcessSeedResponse\"\x03\x90\x02\x02\x30\x01\x12g\n\tRecommend\x12).pantree.orchestrator.v1.RecommendRequest\x1a*.pantree.orchestrator.v1.RecommendResponse\"\x03\x90\x02\x01\x12v\n\x0eListArchetypes\x12..pantree.orchestrator.v1.ListArchetypesRequest\x1a/.pantree.orchestrator.v1.ListArchetypesResponse\"\x03\x90\x02\x01\x12g\n\tGetConfig\x12).pantree.orchestrator.v1.GetConfigRequest\x1a*.pantree.orchestrator.v1.GetConfigResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,8 +45,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORCHESTRATORSERVICE'].methods_by_name['ListArchetypes']._serialized_options = b'\220\002\001'
   _globals['_ORCHESTRATORSERVICE'].methods_by_name['GetConfig']._loaded_options = None
   _globals['_ORCHESTRATORSERVICE'].methods_by_name['GetConfig']._serialized_options = b'\220\002\001'
-  _globals['_PROCESSSTAGE']._serialized_start=1821
-  _globals['_PROCESSSTAGE']._serialized_end=2010
+  _globals['_PROCESSSTAGE']._serialized_start=2047
+  _globals['_PROCESSSTAGE']._serialized_end=2236
   _globals['_PROCESSSEEDREQUEST']._serialized_start=283
   _globals['_PROCESSSEEDREQUEST']._serialized_end=488
   _globals['_PROGRESS']._serialized_start=490
@@ -56,21 +56,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUMMARY']._serialized_start=712
   _globals['_SUMMARY']._serialized_end=881
   _globals['_PROCESSSEEDRESPONSE']._serialized_start=884
-  _globals['_PROCESSSEEDRESPONSE']._serialized_end=1199
-  _globals['_RECOMMENDREQUEST']._serialized_start=1202
-  _globals['_RECOMMENDREQUEST']._serialized_end=1363
-  _globals['_RECOMMENDRESPONSE']._serialized_start=1366
-  _globals['_RECOMMENDRESPONSE']._serialized_end=1532
-  _globals['_LISTARCHETYPESREQUEST']._serialized_start=1534
-  _globals['_LISTARCHETYPESREQUEST']._serialized_end=1557
-  _globals['_LISTARCHETYPESRESPONSE']._serialized_start=1559
-  _globals['_LISTARCHETYPESRESPONSE']._serialized_end=1637
-  _globals['_GETCONFIGREQUEST']._serialized_start=1639
-  _globals['_GETCONFIGREQUEST']._serialized_end=1657
-  _globals['_CONFIGENTRY']._serialized_start=1659
-  _globals['_CONFIGENTRY']._serialized_end=1725
-  _globals['_GETCONFIGRESPONSE']._serialized_start=1727
-  _globals['_GETCONFIGRESPONSE']._serialized_end=1818
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=2013
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=2477
+  _globals['_PROCESSSEEDRESPONSE']._serialized_end=1262
+  _globals['_SEEDRESOLUTION']._serialized_start=1264
+  _globals['_SEEDRESOLUTION']._serialized_end=1333
+  _globals['_SEEDMATCH']._serialized_start=1335
+  _globals['_SEEDMATCH']._serialized_end=1425
+  _globals['_RECOMMENDREQUEST']._serialized_start=1428
+  _globals['_RECOMMENDREQUEST']._serialized_end=1589
+  _globals['_RECOMMENDRESPONSE']._serialized_start=1592
+  _globals['_RECOMMENDRESPONSE']._serialized_end=1758
+  _globals['_LISTARCHETYPESREQUEST']._serialized_start=1760
+  _globals['_LISTARCHETYPESREQUEST']._serialized_end=1783
+  _globals['_LISTARCHETYPESRESPONSE']._serialized_start=1785
+  _globals['_LISTARCHETYPESRESPONSE']._serialized_end=1863
+  _globals['_GETCONFIGREQUEST']._serialized_start=1865
+  _globals['_GETCONFIGREQUEST']._serialized_end=1883
+  _globals['_CONFIGENTRY']._serialized_start=1885
+  _globals['_CONFIGENTRY']._serialized_end=1951
+  _globals['_GETCONFIGRESPONSE']._serialized_start=1953
+  _globals['_GETCONFIGRESPONSE']._serialized_end=2044
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=2239
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=2703
 # @@protoc_insertion_point(module_scope)

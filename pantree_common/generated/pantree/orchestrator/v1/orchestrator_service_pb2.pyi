@@ -228,6 +228,7 @@ class ProcessSeedResponse(_message.Message):
     ANALYSIS_FIELD_NUMBER: _builtins.int
     RECOMMENDATIONS_FIELD_NUMBER: _builtins.int
     SUMMARY_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def progress(self) -> Global___Progress:
         """A pipeline stage is starting."""
@@ -248,6 +249,10 @@ class ProcessSeedResponse(_message.Message):
     def summary(self) -> Global___Summary:
         """Totals, sent last."""
 
+    @_builtins.property
+    def resolution(self) -> Global___SeedResolution:
+        """The catalog product each seed item resolved to, sent before the first month."""
+
     def __init__(
         self,
         *,
@@ -256,16 +261,76 @@ class ProcessSeedResponse(_message.Message):
         analysis: _analysis_pb2.HistoryAnalysis | None = ...,
         recommendations: Global___Recommendations | None = ...,
         summary: Global___Summary | None = ...,
+        resolution: Global___SeedResolution | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "event", b"event", "month", b"month", "progress", b"progress", "recommendations", b"recommendations", "summary", b"summary"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "event", b"event", "month", b"month", "progress", b"progress", "recommendations", b"recommendations", "resolution", b"resolution", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "event", b"event", "month", b"month", "progress", b"progress", "recommendations", b"recommendations", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "event", b"event", "month", b"month", "progress", b"progress", "recommendations", b"recommendations", "resolution", b"resolution", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["progress", "month", "analysis", "recommendations", "summary"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["progress", "month", "analysis", "recommendations", "summary", "resolution"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___ProcessSeedResponse: _TypeAlias = ProcessSeedResponse  # noqa: Y015
+
+@_typing.final
+class SeedResolution(_message.Message):
+    """How the seed items of a ProcessSeed request were matched to catalog products."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MATCHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def matches(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeedMatch]:
+        """One match per distinct seed item, in request order."""
+
+    def __init__(
+        self,
+        *,
+        matches: _abc.Iterable[Global___SeedMatch] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["matches", b"matches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedResolution: _TypeAlias = SeedResolution  # noqa: Y015
+
+@_typing.final
+class SeedMatch(_message.Message):
+    """The catalog product chosen for one seed item."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    SIMILARITY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The seed item's name as the shopper typed it, 1-200 characters."""
+    similarity: _builtins.float
+    """Cosine similarity between the name and the product's text, from -1 to 1; 1 when the request
+    named the product by id. Matches below PANTREE_SEED_MIN_SIMILARITY are refused with
+    INVALID_ARGUMENT.
+    """
+    @_builtins.property
+    def product(self) -> _product_pb2.Product:
+        """The catalog product the simulation will use for it."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        product: _product_pb2.Product | None = ...,
+        similarity: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "product", b"product", "similarity", b"similarity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeedMatch: _TypeAlias = SeedMatch  # noqa: Y015
 
 @_typing.final
 class RecommendRequest(_message.Message):
