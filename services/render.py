@@ -63,6 +63,13 @@ def event(console: Console, event_: pb.ProcessSeedResponse) -> None:
     kind = event_.WhichOneof("event")
     if kind == "progress":
         console.print(f"[dim]… {event_.progress.message}[/dim]", highlight=False)
+    elif kind == "resolution":
+        for match in event_.resolution.matches:
+            console.print(
+                f"[dim]{match.name!r} → {match.product.name} "
+                f"({match.product.category}, similarity {match.similarity:.2f})[/dim]",
+                highlight=False,
+            )
     elif kind == "month":
         month(console, event_.month)
     elif kind == "analysis":

@@ -158,6 +158,8 @@ def _pooled(
 ) -> Quantiles:
     """Quantiles of the cell's samples shrunk toward every household's: the prior counts as
     PRIOR_PAIRS pairs, so a small archetype cell leans on the category, a large one on itself."""
+    if not cell.size:
+        return Quantiles.fit(prior, prior_weight)
     share = cell_pairs / (cell_pairs + PRIOR_PAIRS)
     weights = np.concatenate(
         [cell_weight / cell_weight.sum() * share, prior_weight / prior_weight.sum() * (1 - share)]
@@ -172,6 +174,9 @@ class _Samples:
 
     means: NDArray[np.float64]
     spans: NDArray[np.float64]
+    staple: NDArray[np.bool_]
+    """Pairs bought on three or more days."""
+    gaps: NDArray[np.float64]
     ratios: NDArray[np.float64]
     quantities: NDArray[np.float64]
     price_ratios: NDArray[np.float64]
@@ -193,6 +198,8 @@ class _Samples:
         return cls(
             pairs.pair_mean[chosen],
             pairs.pair_span[chosen],
+            pairs.pair_gaps[chosen] >= 2,
+            pairs.gap[gap_mask],
             pairs.gap[gap_mask] / pairs.pair_mean[pairs.gap_pair[gap_mask]],
             pairs.quantity[event_mask],
             np.clip(price_ratio, 0.05, 5.0),
@@ -223,8 +230,20 @@ class _Samples:
                 flat(prior.price_ratios),
                 pairs,
             ),
-            pairs,
-            self.intervals,
+            staple_mean_interval_days=(
+                _pooled(
+                    self.means[self.staple],
+                    self.spans[self.staple],
+                    prior.means[prior.staple],
+                    prior.spans[prior.staple],
+                    int(self.staple.sum()),
+                )
+                if prior.staple.any()
+                else None
+            ),
+            median_interval_days=float(np.median(self.gaps)),
+            pairs=pairs,
+            intervals=self.intervals,
         )
 
 
@@ -385,12 +404,12 @@ def _categories(
     items = transactions.items
     frame = pd.DataFrame({"category": items.categories, "department": items.departments})[usable]
     department = frame.groupby("category")["department"].agg(lambda d: d.mode().iat[0])
-    pooled = [r.mean_interval_days.median for (_, a), r in calibration.rhythms.items() if not a]
+    pooled = [r.median_interval_days for (_, a), r in calibration.rhythms.items() if not a]
     fallback = float(np.median(pooled)) if pooled else 30.0
     result: dict[str, Category] = {}
     for name, dept in department.items():
         rhythm = calibration.rhythm(str(name), ALL_ARCHETYPES)
-        interval = rhythm.mean_interval_days.median if rhythm else fallback
+        interval = rhythm.median_interval_days if rhythm else fallback
         quantity = rhythm.quantity.median if rhythm else 1.0
         result[str(name)] = Category(
             str(name),

@@ -85,10 +85,19 @@ class Rhythm:
     """Units bought per purchase."""
     price_ratio: Quantiles
     """Unit price paid divided by the product's typical price (promotions pull it below 1)."""
+    staple_mean_interval_days: Quantiles | None = None
+    """Like mean_interval_days over the pairs bought on three or more days: the pace of a
+    product a shopper names as a regular buy (a seed item). None: use mean_interval_days."""
+    median_interval_days: float = 0.0
+    """Median of every interval in the cell: "typically rebought every N days"."""
     pairs: int = 0
     """(household, product) pairs with two or more purchase days behind the fit."""
     intervals: int = 0
     """Intervals behind the fit."""
+
+    @property
+    def staple(self) -> Quantiles:
+        return self.staple_mean_interval_days or self.mean_interval_days
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,12 @@ class Calibration:
                     "interval_ratio": list(r.interval_ratio.values),
                     "quantity": list(r.quantity.values),
                     "price_ratio": list(r.price_ratio.values),
+                    "staple_mean_interval_days": (
+                        list(r.staple_mean_interval_days.values)
+                        if r.staple_mean_interval_days
+                        else None
+                    ),
+                    "median_interval_days": r.median_interval_days,
                     "pairs": r.pairs,
                     "intervals": r.intervals,
                 }
@@ -146,6 +161,10 @@ class Calibration:
                 _quantiles(r["interval_ratio"]),
                 _quantiles(r["quantity"]),
                 _quantiles(r["price_ratio"]),
+                _quantiles(r["staple_mean_interval_days"])
+                if r.get("staple_mean_interval_days")
+                else None,
+                float(r["median_interval_days"]),
                 int(r.get("pairs", 0)),
                 int(r.get("intervals", 0)),
             )

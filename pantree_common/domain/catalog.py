@@ -27,7 +27,7 @@ from pantree_common.errors import Collector, ConfigError
 
 log = logging.getLogger(__name__)
 
-CATALOG_FORMAT = "pantree-catalog/1"
+CATALOG_FORMAT = "pantree-catalog/2"
 _BUILTIN_RHYTHM_SEED = 20_240_101
 _BUILTIN_DRAWS = 4000
 _DEFAULT_REGULARITY = 5.0
@@ -353,15 +353,20 @@ def _builtin_rhythm(category: Category, archetype: Archetype | None) -> Rhythm:
     shape = archetype.regularity if archetype else _DEFAULT_REGULARITY
     ratio = rng.gamma(shape, 1 / shape, _BUILTIN_DRAWS)
     quantity = np.maximum(
-        1.0, np.rint(category.typical_quantity * quantity_factor * rng.lognormal(0, 0.15, _BUILTIN_DRAWS))
+        1.0,
+        np.rint(
+            category.typical_quantity * quantity_factor * rng.lognormal(0, 0.15, _BUILTIN_DRAWS)
+        ),
     )
     price = price_factor * rng.uniform(0.95, 1.05, _BUILTIN_DRAWS)
     price[rng.random(_BUILTIN_DRAWS) < 0.08] *= 0.8
+    mean = category.typical_interval_days * interval_factor
     return Rhythm(
-        Quantiles.constant(category.typical_interval_days * interval_factor),
+        Quantiles.constant(mean),
         Quantiles.fit(ratio),
         Quantiles.fit(quantity),
         Quantiles.fit(price),
+        median_interval_days=mean,
     )
 
 
@@ -462,7 +467,7 @@ class CatalogConfig:
 
 def catalog_file(data_dir: str) -> Path:
     """Where the Complete Journey catalog is kept under the data directory."""
-    return Path(data_dir).expanduser() / "catalog" / f"completejourney-{CATALOG_FORMAT[-1]}.json.gz"
+    return Path(data_dir).expanduser() / "catalog" / f"completejourney-{CATALOG_FORMAT.rsplit('/', 1)[-1]}.json.gz"
 
 
 def open_catalog(choice: str, data_dir: str) -> Catalog:

@@ -55,19 +55,27 @@ def quote(text: str) -> str:
 
 
 def close_matches(
-    product_id: str, matches: Iterable[product_pb2.ProductMatch]
+    product: product_pb2.Product, matches: Iterable[product_pb2.ProductMatch]
 ) -> list[product_pb2.ProductMatch]:
-    """The matches worth showing next to `product_id`: close enough, not the product itself,
-    each product once, best first, at most MAX_RELATED."""
+    """The matches worth showing next to `product`: close enough, not the product itself nor
+    another one that reads the same (real catalogs list one name under many ids), each name
+    once, best first, at most MAX_RELATED."""
     # Filtering first also drops NaN similarities, which would scramble the sort.
     close = [m for m in matches if m.similarity >= RELATED_MIN_SIMILARITY]
-    seen = {product_id}
+    seen_ids = {product.product_id}
+    seen_names = {_same_name(product.name)} - {""}
     related: list[product_pb2.ProductMatch] = []
     for match in sorted(close, key=lambda m: -m.similarity):
-        match_id = match.product.product_id
-        if match_id.strip() and match_id not in seen:
+        match_id, name = match.product.product_id, _same_name(match.product.name)
+        if match_id.strip() and match_id not in seen_ids and name not in seen_names:
             related.append(match)
-            seen.add(match_id)
+            seen_ids.add(match_id)
+            if name:
+                seen_names.add(name)
             if len(related) == MAX_RELATED:
                 break
     return related
+
+
+def _same_name(name: str) -> str:
+    return " ".join(name.lower().split())

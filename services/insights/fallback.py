@@ -107,7 +107,7 @@ def category_of(product: product_pb2.Product) -> str:
 
 def related_products(candidate: insights_pb2.Candidate) -> list[product_pb2.ProductMatch]:
     """The candidate's similar products worth showing."""
-    return close_matches(candidate.product.product_id, candidate.similar_products)
+    return close_matches(candidate.product, candidate.similar_products)
 
 
 def suggested_interval_days(

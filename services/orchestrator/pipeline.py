@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,10 +38,11 @@ if TYPE_CHECKING:
     from pantree.vectors.v1.vectors_service_pb2_grpc import VectorServiceAsyncStub
 
 Stage = pb.ProcessStage
-SEED_CANDIDATES = 10
-"""Catalog products looked at per seed name."""
-SEED_TIE_SIMILARITY = 0.03
-"""Matches this close to the best one count as equally good; popularity decides among them."""
+SEED_CANDIDATES = 50
+"""Catalog products looked at per seed name (the vectors step's most)."""
+SEED_POPULARITY_WEIGHT = 0.05
+"""Similarity given up per tenfold rank in the catalog (most rebought first): the 10th most
+rebought product beats the 10,000th unless it reads 0.15 less alike."""
 # A candidate product's statistics with the products most similar to it.
 Neighbours = tuple[analysis_pb2.ItemStatistics, Sequence[product_pb2.ProductMatch]]
 
@@ -74,12 +76,18 @@ def bound_deadline(default_s: float) -> None:
 def _most_rebought(
     matches: Sequence[product_pb2.ProductMatch], active: catalog.Catalog
 ) -> product_pb2.ProductMatch | None:
-    """The best match, or a more rebought product almost as similar (catalog order)."""
+    """The match with the best similarity after a small penalty for rarely rebought products
+    (SEED_POPULARITY_WEIGHT per tenfold catalog rank): a shopper typing "milk" means the milk
+    households buy every week, not the rarest product whose name reads closest."""
     if not matches:
         return None
-    best = max(m.similarity for m in matches)
-    close = [m for m in matches if m.similarity >= best - SEED_TIE_SIMILARITY]
-    return min(close, key=lambda m: active.rank.get(m.product.product_id, len(active.rank)))
+    unranked = len(active.rank)
+
+    def score(match: product_pb2.ProductMatch) -> float:
+        rank = active.rank.get(match.product.product_id, unranked)
+        return match.similarity - SEED_POPULARITY_WEIGHT * math.log10(rank + 1)
+
+    return max(matches, key=score)
 
 
 def _progress(
@@ -216,9 +224,8 @@ class Pipeline:
         self, seeds: Sequence[SeedItem]
     ) -> tuple[list[product_pb2.SeedItem], pb.SeedResolution]:
         """Each seed item's catalog product: named by id, or found by one batched similarity
-        search over every name. Among matches within SEED_TIE_SIMILARITY of the best, the most
-        rebought product wins ("milk" should be the milk people buy). Every item that matches
-        nothing well enough is reported in one INVALID_ARGUMENT."""
+        search over every name, popularity breaking near ties (_most_rebought). Every item
+        that matches nothing well enough is reported in one INVALID_ARGUMENT."""
         active = catalog.active_catalog()
         errors = Collector()
         matches: dict[int, pb.SeedMatch] = {}
@@ -249,8 +256,7 @@ class Pipeline:
                 least = self._config.seed_min_similarity
                 if best is None or best.similarity < least:
                     closest = (
-                        f"; the closest, {best.product.name[:64]!r}, scores "
-                        f"{best.similarity:.2f}"
+                        f"; the closest, {best.product.name[:64]!r}, scores {best.similarity:.2f}"
                         if best
                         else ""
                     )

@@ -112,9 +112,7 @@ def run_check(
             if rhythm is None or real.size == 0:
                 continue
             renewals = Renewals([rhythm] * items_per_cell, rng)
-            simulated = simulated_intervals(
-                renewals, items_per_cell, calibration.window_days, rng
-            )
+            simulated = simulated_intervals(renewals, items_per_cell, calibration.window_days, rng)
             cells.append(
                 CellResult(
                     category,

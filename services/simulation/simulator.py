@@ -157,10 +157,23 @@ class Renewals:
     """Purchase times of many items, each a renewal process: a mean interval drawn per item and
     intervals of that mean times a drawn ratio. Shared by the simulator and simulate-check."""
 
-    def __init__(self, rhythms: Sequence[Rhythm], rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        rhythms: Sequence[Rhythm],
+        rng: np.random.Generator,
+        staples: Sequence[bool] | None = None,
+    ) -> None:
+        """`staples[i]`: item i is a regular buy the shopper named (its pace comes from the
+        households that bought such a product on three or more days)."""
         self._rng = rng
         every = np.arange(len(rhythms))
-        means = np.array([r.mean_interval_days.on_grid() for r in rhythms]).reshape(-1, POINTS)
+        staple = staples or [False] * len(rhythms)
+        means = np.array(
+            [
+                (r.staple if is_staple else r.mean_interval_days).on_grid()
+                for r, is_staple in zip(rhythms, staple, strict=True)
+            ]
+        ).reshape(-1, POINTS)
         self._ratios = np.array([r.interval_ratio.on_grid() for r in rhythms]).reshape(-1, POINTS)
         self._means = sample_rows(means, every, rng)
         self._next = np.zeros(len(rhythms))
@@ -236,7 +249,7 @@ class _Run:
         self._seed_price = _nan_unless([i.seed.unit_price_usd if i.seed else None for i in items])
         # Seeds were just bought (day 0); an add-on was last bought before the simulation, so
         # its next purchase falls anywhere in one interval.
-        self._renewals = Renewals(rhythms, self._rng)
+        self._renewals = Renewals(rhythms, self._rng, [i.seed is not None for i in items])
         addon_items = np.arange(len(seeds), len(items))
         self._renewals.start(addon_items, self._rng.random(addon_items.size))
 

@@ -1,8 +1,39 @@
-"""Where product and customer-profile vectors live: a Protocol and its Milvus implementation."""
+"""Where product and customer-profile vectors live: a Protocol and its Milvus implementation.
+
+One implementation, MilvusStore, serves both deployments through the same MilvusClient calls:
+Milvus Lite (a local file, PANTREE_DATA_DIR/milvus.db, the default) and a Milvus server
+(PANTREE_MILVUS_URI=http://host:19530). docs/VECTOR_STORE.md describes the collections, their
+index and what a restart of either keeps; the limits below are what keeps every request small.
+
+- Collections: `<prefix>_products` (product_id VARCHAR primary key, vector FLOAT_VECTOR(dim),
+  name, category, department VARCHAR, unit_price_usd DOUBLE) and `<prefix>_customer_profiles`
+  (customer_id VARCHAR primary key, vector FLOAT_VECTOR(dim), product_count INT64); no dynamic
+  fields; VARCHAR lengths are the domain's character limits times 4 (UTF-8 bytes).
+- Index: FLAT (exact search) with the COSINE metric on both `vector` fields; vectors are
+  L2-normalised, so similarity is in [-1, 1], higher is closer.
+- Hits: one search request asks for at most MILVUS_MAX_HITS hits in all (Milvus's own cap on
+  topk and on nq); the vectors service caps what callers may ask well below that (MAX_TOP_K
+  hits for at most MAX_QUERIES texts, services/vectors/index.py).
+- Message size: upserts, id lookups and query vectors go in chunks sized to stay under
+  MAX_REQUEST_BYTES, a quarter of Milvus's 64 MB gRPC message limit, whatever the dimensions.
+- Deadlines: every Milvus call runs under `timeout_s`; pymilvus retries a lost connection
+  within that deadline.
+- Reconnect: when a call still fails because the connection broke (server restarted, Lite
+  server gone) or because the collection is not loaded (what a restarted server answers until
+  it has loaded it again), the store opens a new client, loads its collections and runs the
+  call once more. Every call the store makes after start-up is idempotent (upsert, query,
+  search), so the retry cannot apply anything twice.
+- Consistency: reads use Session consistency: a search sees every write this store made
+  before it (read-your-writes), without waiting on the server's next time tick as Strong does
+  (~200 ms per read on a server); writes of other processes show up within Milvus's
+  graceful time (5 s by default).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +44,7 @@ import numpy as np
 from milvus_lite.server_manager import server_manager_instance
 from numpy.typing import NDArray
 from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus.client.types import Status
 
 from pantree_common.domain.history import (
     MAX_CATEGORY_CHARS,
@@ -28,10 +60,24 @@ log = logging.getLogger(__name__)
 # request here asks for at most this many hits in all: under 35 MB even with every text field at
 # its longest, so below Milvus's 64 MB message limit.
 MILVUS_MAX_HITS = 16_384
-# Rows per upsert and ids per lookup: 1,000 rows of 4 KiB vectors is about 4 MB a message.
+# Rows per upsert and ids per lookup, at most.
 CHUNK_ROWS = 1_000
+# What one request may carry: a quarter of Milvus's 64 MB gRPC message limit.
+MAX_REQUEST_BYTES = 16 * 2**20
 # Milvus sizes VARCHAR in UTF-8 bytes; the domain limits count characters (up to 4 bytes each).
 _UTF8_MAX = 4
+# The longest product row apart from its vector: the VARCHAR fields at their longest, the price.
+_PRODUCT_TEXT_BYTES = (MAX_ID_CHARS + MAX_NAME_CHARS + 2 * MAX_CATEGORY_CHARS) * _UTF8_MAX + 8
+# Milvus's answer to a read of a collection that is not loaded (a restarted server says so
+# until it has loaded the collection again).
+_COLLECTION_NOT_LOADED = 101
+_READ_CONSISTENCY = "Session"
+# The vector index of new collections: exact search by inner product. The store L2-normalises
+# every vector it writes or searches with, so the inner product is the cosine similarity;
+# Milvus Lite's COSINE re-normalises every stored vector on each search (about twice the time
+# on 92k products, docs/BENCHMARKS.md "Vector search").
+INDEX_TYPE = "FLAT"
+METRIC = "IP"
 SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:")
 _PRODUCT_FIELDS = ["name", "category", "department", "unit_price_usd"]
 
@@ -98,6 +144,14 @@ def _string_literal(value: str) -> str:
     return f'"{escaped}"'
 
 
+def _unit_rows(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+    """The rows scaled to length 1 (zero rows stay zero), as float32."""
+    rows = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    unit: NDArray[np.float32] = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+    return unit
+
+
 def _chunks(items: Sequence[T], size: int = CHUNK_ROWS) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -108,7 +162,8 @@ class MilvusStore:
     (http(s)://host:19530), through the same MilvusClient calls.
 
     Milvus Lite lets one process hold a data file, and close() releases it, so open one store
-    per file per process.
+    per file per process. The store is safe to use from several threads; its client is its own
+    (not shared with other stores of the process), so close() really closes the connection.
     """
 
     def __init__(
@@ -122,6 +177,7 @@ class MilvusStore:
     ) -> None:
         self._timeout_s = timeout_s
         self._dimensions = dimensions
+        self._token = token
         self._products = f"{collection_prefix}_products"
         self._profiles = f"{collection_prefix}_customer_profiles"
         self._lite_path: str | None = None
@@ -130,15 +186,40 @@ class MilvusStore:
                 raise ConfigError(f"a Milvus Lite path must end in .db, got {uri!r}")
             Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
             uri = self._lite_path = str(Path(uri).expanduser())
+        self._uri = uri
         where = "Milvus Lite file" if self._lite_path else "Milvus server"
         self._where = f"{where} {uri}"
-        self._client: MilvusClient = self._call("connect", MilvusClient, uri=uri, token=token)
+        # Rows of one upsert request: CHUNK_ROWS, fewer when long vectors would pass the budget.
+        row_bytes = 4 * dimensions + _PRODUCT_TEXT_BYTES
+        self._chunk_rows = max(1, min(CHUNK_ROWS, MAX_REQUEST_BYTES // row_bytes))
+        self._reconnect_lock = threading.Lock()
+        self._generation = 0  # how many times the client was replaced
+        self.reconnects = 0
+        self._client: MilvusClient = self._connect()
         try:
-            self._open_collection(self._products, self._product_schema())
-            self._open_collection(self._profiles, self._profile_schema())
+            self._open_collections()
         except Exception:
             self.close()
             raise
+
+    def _connect(self) -> MilvusClient:
+        # dedicated: pymilvus otherwise shares one channel between the clients of a process that
+        # dial the same address, and neither close() nor a reconnect would replace it.
+        client: MilvusClient = self._call(
+            "connect", MilvusClient, uri=self._uri, token=self._token, dedicated=True
+        )
+        return client
+
+    def _open_collections(self) -> None:
+        """Create or check both collections, then load them: a reopened collection starts
+        released (on a restarted server, not yet reloaded). Both loads are started before
+        waiting for either, since a server takes a second or two for each."""
+        self._product_metric = self._open_collection(self._products, self._product_schema())
+        self._open_collection(self._profiles, self._profile_schema())
+        for name in (self._products, self._profiles):
+            self._call("load collection", self._client.load_collection, name, _async=True)
+        for name in (self._products, self._profiles):
+            self._call("load collection", self._client.load_collection, name)
 
     def _call(self, action: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one Milvus call under the store's deadline, reporting a failure as Unavailable."""
@@ -155,6 +236,36 @@ class MilvusStore:
             raise Unavailable(
                 f"vector store: {action} failed on {self._where}: {detail}{hint}"
             ) from error
+
+    def _run(self, action: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the client's idempotent `method`; if that fails because the connection broke or
+        the collection is not loaded, reconnect once and call it again."""
+        client, generation = self._client, self._generation
+        try:
+            return self._call(action, getattr(client, method), *args, **kwargs)
+        except Unavailable as error:
+            if not _worth_reconnecting(error.__cause__):
+                raise
+            log.warning("vector store: %s; reconnecting", error)
+        self._reconnect(generation)
+        return self._call(action, getattr(self._client, method), *args, **kwargs)
+
+    def _reconnect(self, generation: int) -> None:
+        """Replace the client (unless another thread already has since `generation`) and load
+        the collections again."""
+        with self._reconnect_lock:
+            if self._generation != generation:
+                return
+            old, self._generation = self._client, generation + 1
+            with contextlib.suppress(Exception):
+                old.close()
+            if self._lite_path is not None:
+                # The in-process Lite server may be the broken part: start a fresh one.
+                server_manager_instance.release_server(self._lite_path)
+            self._client = self._connect()
+            self._open_collections()
+            self.reconnects += 1
+            log.info("vector store: reconnected to %s", self._where)
 
     def _product_schema(self) -> Any:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -177,12 +288,10 @@ class MilvusStore:
         schema.add_field("product_count", DataType.INT64)
         return schema
 
-    def _open_collection(self, name: str, schema: Any) -> None:
-        """Create the collection, or reuse it when its vectors have our dimensions.
-
-        Strong consistency makes every upsert visible to the next search on a server (Milvus
-        Lite always reads its own writes). A reopened collection starts released, so load it.
-        """
+    def _open_collection(self, name: str, schema: Any) -> str:
+        """Create the collection, or reuse it when its vectors have our dimensions; returns the
+        metric of its vector index (collections made before IP was chosen use COSINE)."""
+        metric = METRIC
         if self._call("check collection", self._client.has_collection, name):
             description = self._call("describe collection", self._client.describe_collection, name)
             dims = {f["name"]: f.get("params", {}).get("dim") for f in description["fields"]}
@@ -192,6 +301,10 @@ class MilvusStore:
                     f"{dims.get('vector')} dimensions, the embedder makes {self._dimensions}; "
                     "use a fresh store or another collection prefix"
                 )
+            indexed = self._call(
+                "describe index", self._client.describe_index, name, index_name="vector"
+            )
+            metric = str((indexed or {}).get("metric_type", METRIC))
         else:
             self._call(
                 "create collection",
@@ -201,12 +314,11 @@ class MilvusStore:
                 consistency_level="Strong",
             )
             index = MilvusClient.prepare_index_params()
-            # FLAT is exact and works on Milvus Lite and servers; catalogs are small enough.
-            index.add_index(field_name="vector", index_type="FLAT", metric_type="COSINE")
+            index.add_index(field_name="vector", index_type=INDEX_TYPE, metric_type=METRIC)
             # sync=False: pymilvus would poll the build every 0.5 s; an empty index is ready now.
             self._call("create index", self._client.create_index, name, index, sync=False)
             log.info("created collection %s on %s", name, self._where)
-        self._call("load collection", self._client.load_collection, name)
+        return metric
 
     def upsert_products(self, products: Sequence[Product], vectors: NDArray[np.float32]) -> None:
         rows = [
@@ -218,18 +330,19 @@ class MilvusStore:
                 "department": p.department,
                 "unit_price_usd": p.unit_price_usd,
             }
-            for p, v in zip(products, vectors.tolist(), strict=True)
+            for p, v in zip(products, _unit_rows(vectors).tolist(), strict=True)
         ]
-        for chunk in _chunks(rows):
-            self._call("upsert products", self._client.upsert, self._products, list(chunk))
+        for chunk in _chunks(rows, self._chunk_rows):
+            self._run("upsert products", "upsert", self._products, list(chunk))
 
     def count_products(self) -> int:
-        rows = self._call(
+        rows = self._run(
             "count products",
-            self._client.query,
+            "query",
             self._products,
             filter="",
             output_fields=["count(*)"],
+            consistency_level=_READ_CONSISTENCY,
         )
         return int(rows[0]["count(*)"])
 
@@ -237,12 +350,13 @@ class MilvusStore:
         found: set[str] = set()
         for chunk in _chunks(sorted(set(product_ids))):
             expression = f"product_id in [{', '.join(_string_literal(i) for i in chunk)}]"
-            rows = self._call(
+            rows = self._run(
                 "look up products",
-                self._client.query,
+                "query",
                 self._products,
                 filter=expression,
                 output_fields=["product_id"],
+                consistency_level=_READ_CONSISTENCY,
             )
             found.update(row["product_id"] for row in rows)
         return found
@@ -257,17 +371,20 @@ class MilvusStore:
         excluded = frozenset(exclude_ids)
         slack = min(len(excluded), self.count_products()) if excluded else 0
         limit = min(top_k + slack, MILVUS_MAX_HITS)
-        queries_per_request = MILVUS_MAX_HITS // limit
+        queries_per_request = min(
+            MILVUS_MAX_HITS // limit, MAX_REQUEST_BYTES // (4 * self._dimensions)
+        )
         found: list[list[StoredMatch]] = []
-        for chunk in _chunks(vectors.tolist(), queries_per_request):
-            hits = self._call(
+        for chunk in _chunks(_unit_rows(vectors).tolist(), queries_per_request):
+            hits = self._run(
                 "search products",
-                self._client.search,
+                "search",
                 self._products,
                 data=list(chunk),
                 limit=limit,
                 output_fields=_PRODUCT_FIELDS,
-                search_params={"metric_type": "COSINE"},
+                search_params={"metric_type": self._product_metric},
+                consistency_level=_READ_CONSISTENCY,
             )
             found.extend(_matches(query_hits, excluded, top_k) for query_hits in hits)
         return found
@@ -278,29 +395,45 @@ class MilvusStore:
         rows = [
             {
                 "customer_id": p.customer_id,
-                "vector": p.vector.tolist(),
+                "vector": _unit_rows(p.vector[np.newaxis])[0].tolist(),
                 "product_count": p.product_count,
             }
             for p in latest.values()
         ]
-        for chunk in _chunks(rows):
-            self._call("upsert profiles", self._client.upsert, self._profiles, list(chunk))
+        for chunk in _chunks(rows, self._chunk_rows):
+            self._run("upsert profiles", "upsert", self._profiles, list(chunk))
 
     def get_profile(self, customer_id: str) -> NDArray[np.float32] | None:
-        rows = self._call(
+        rows = self._run(
             "get profile",
-            self._client.query,
+            "query",
             self._profiles,
             filter=f"customer_id == {_string_literal(customer_id)}",
             output_fields=["vector"],
+            consistency_level=_READ_CONSISTENCY,
         )
         return np.asarray(rows[0]["vector"], dtype=np.float32) if rows else None
 
     def close(self) -> None:
         """Disconnect and, for Milvus Lite, stop its in-process server so the file is free."""
-        self._client.close()
+        with contextlib.suppress(Exception):  # a broken connection is closed all the same
+            self._client.close()
         if self._lite_path is not None:
             server_manager_instance.release_server(self._lite_path)
+
+
+def _worth_reconnecting(error: BaseException | None) -> bool:
+    """Whether a failed call may succeed on a new connection: the connection broke (gRPC
+    UNAVAILABLE, pymilvus's connect failure, a closed channel) or a restarted server has not
+    loaded the collection yet."""
+    if isinstance(error, grpc.RpcError):
+        return bool(getattr(error, "code", lambda: None)() == grpc.StatusCode.UNAVAILABLE)
+    if isinstance(error, MilvusException):
+        code = error.code
+        return code in (Status.CONNECT_FAILED, _COLLECTION_NOT_LOADED) or (
+            code == grpc.StatusCode.UNAVAILABLE  # pymilvus's retries ran out of time
+        )
+    return False
 
 
 def _matches(hits: Sequence[Any], excluded: frozenset[str], top_k: int) -> list[StoredMatch]:

@@ -211,7 +211,9 @@ def test_every_seed_item_is_bought_on_day_zero_with_its_given_quantity_and_price
     spec = make_spec(
         product_pb2.SeedItem(name="greek yogurt", quantity=3, unit_price_usd=6.25),
         product_pb2.SeedItem(name="dog food"),
-        product_pb2.SeedItem(name="whatever the shopper calls it", product_id="p-2502", quantity=0.5),
+        product_pb2.SeedItem(
+            name="whatever the shopper calls it", product_id="p-2502", quantity=0.5
+        ),
         archetype="health_conscious",
     )
     first_day = [p for p in simulate(spec)[0].purchases if day(p.purchase_date) == START]
