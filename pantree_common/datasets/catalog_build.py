@@ -112,8 +112,8 @@ def household_archetypes(transactions: Transactions) -> NDArray[np.object_]:
     ).to_numpy(dtype=bool)
     spend = transactions.quantity * transactions.price
     total = np.bincount(transactions.customer, weights=spend, minlength=customers)
-    share = np.bincount(transactions.customer, weights=spend * healthy, minlength=customers)
-    share = share / np.maximum(total, 1e-9)
+    healthy_spend = np.bincount(transactions.customer, weights=spend * healthy, minlength=customers)
+    share = healthy_spend / np.maximum(total, 1e-9)
     free = archetypes == ALL_ARCHETYPES
     threshold = np.quantile(share[free], HEALTH_SHARE_QUANTILE)
     archetypes[free & (share >= threshold)] = "health_conscious"
@@ -141,7 +141,9 @@ class Pairs:
         self.gap_customer = customer[order][1:][same]
         pairs = int(self.gap_pair.max()) + 1 if self.gap.size else 0
         self.pair_gaps = np.bincount(self.gap_pair, minlength=pairs)
-        self.pair_span = np.bincount(self.gap_pair, weights=self.gap, minlength=pairs)
+        self.pair_span: NDArray[np.float64] = np.bincount(
+            self.gap_pair, weights=self.gap, minlength=pairs
+        ).astype(np.float64)
         self.pair_mean = self.pair_span / np.maximum(self.pair_gaps, 1)
         self.pair_item = np.zeros(pairs, dtype=np.int64)
         self.pair_item[self.gap_pair] = self.gap_item

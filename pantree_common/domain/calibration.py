@@ -32,7 +32,7 @@ class Quantiles:
     values: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        if len(self.values) < 2 or any(b < a for a, b in zip(self.values, self.values[1:])):
+        if len(self.values) < 2 or any(np.diff(self.values) < 0):
             raise ValueError("quantiles need at least two non-decreasing values")
 
     @classmethod
@@ -60,12 +60,16 @@ class Quantiles:
     def sample(self, rng: np.random.Generator, size: int) -> NDArray[np.float64]:
         """`size` draws by inverse-CDF sampling with linear interpolation between quantiles."""
         grid = np.linspace(0.0, 1.0, len(self.values))
-        return np.interp(rng.random(size), grid, np.asarray(self.values))
+        drawn: NDArray[np.float64] = np.interp(rng.random(size), grid, np.asarray(self.values))
+        return drawn
 
     def on_grid(self, points: int = QUANTILE_POINTS) -> NDArray[np.float64]:
         """The quantiles re-read at `points` evenly spaced probabilities."""
         grid = np.linspace(0.0, 1.0, len(self.values))
-        return np.interp(np.linspace(0.0, 1.0, points), grid, np.asarray(self.values))
+        values: NDArray[np.float64] = np.interp(
+            np.linspace(0.0, 1.0, points), grid, np.asarray(self.values)
+        )
+        return values
 
     @property
     def median(self) -> float:
@@ -193,7 +197,8 @@ def sample_rows(
     position = rng.random(rows.size) * steps
     low = np.minimum(position.astype(np.int64), steps - 1)
     fraction = position - low
-    return table[rows, low] * (1 - fraction) + table[rows, low + 1] * fraction
+    drawn: NDArray[np.float64] = table[rows, low] * (1 - fraction) + table[rows, low + 1] * fraction
+    return drawn
 
 
 DEFAULT_RHYTHM = Rhythm(

@@ -467,7 +467,11 @@ class CatalogConfig:
 
 def catalog_file(data_dir: str) -> Path:
     """Where the Complete Journey catalog is kept under the data directory."""
-    return Path(data_dir).expanduser() / "catalog" / f"completejourney-{CATALOG_FORMAT.rsplit('/', 1)[-1]}.json.gz"
+    return (
+        Path(data_dir).expanduser()
+        / "catalog"
+        / f"completejourney-{CATALOG_FORMAT.rsplit('/', 1)[-1]}.json.gz"
+    )
 
 
 def open_catalog(choice: str, data_dir: str) -> Catalog:

@@ -281,9 +281,7 @@ def _offer(
         yearly_savings_usd=saved.yearly,
         first_delivery_date=dates.epoch_day_to_proto(first_delivery),
         reason=(insight.reasoning if insight else "") or rhythm_sentence(item),
-        related_products=(
-            insight.related_products if insight else close_matches(product, similar)
-        ),
+        related_products=(insight.related_products if insight else close_matches(product, similar)),
         insight_source=insight.source if insight else offer_pb2.INSIGHT_SOURCE_UNSPECIFIED,
         cold_start=item.purchase_days < COLD_START_PURCHASE_DAYS,
     )

@@ -75,8 +75,8 @@ def simulated_intervals(
     order = np.lexsort((day, item))
     item, day = item[order], day[order]
     same = item[1:] == item[:-1]
-    gaps = (day[1:] - day[:-1])[same]
-    return gaps[gaps > 0].astype(np.float64)
+    gaps: NDArray[np.float64] = (day[1:] - day[:-1])[same].astype(np.float64)
+    return gaps[gaps > 0]
 
 
 def _fit_half(customer_ids: Sequence[str]) -> NDArray[np.bool_]:

@@ -24,9 +24,11 @@ from pantree.simulation.v1 import simulation_service_pb2
 from pantree_common.domain import catalog, dates
 from pantree_common.domain.calibration import (
     DEFAULT_RHYTHM,
-    QUANTILE_POINTS as POINTS,
     Rhythm,
     sample_rows,
+)
+from pantree_common.domain.calibration import (
+    QUANTILE_POINTS as POINTS,
 )
 from pantree_common.domain.catalog import Catalog, active_catalog
 from pantree_common.domain.history import Product

@@ -20,8 +20,8 @@ from pantree.domain.v1 import history_pb2, product_pb2
 from pantree_common.domain import catalog, dates
 from pantree_common.domain.catalog import Catalog
 from pantree_common.domain.history import Product
-from pantree_common.errors import InvalidArgument
 from pantree_common.domain.seed import SeedSpec, seed_spec
+from pantree_common.errors import InvalidArgument
 from services.simulation.simulator import (
     ADDON_CATEGORIES,
     MAX_ADDONS_PER_CATEGORY,
