@@ -34,6 +34,7 @@ import pantree_common
 from pantree_common import config as config_loader
 from pantree_common.client import create_channel
 from pantree_common.descriptors import SERVICES
+from pantree_common.domain.catalog import catalog_file, open_catalog
 from pantree_common.errors import ConfigError, PantreeError
 from services.mesh import STEPS, MeshConfig
 from services.vectors.config import VectorsConfig
@@ -329,11 +330,35 @@ def _version(target: str) -> Check:
     return check
 
 
+async def check_catalog(config: MeshConfig) -> CheckResult:
+    """The catalog PANTREE_CATALOG names can be read; the Complete Journey one is not built here
+    (that takes about 25 s), only reported as missing."""
+    name = "catalog"
+    choice = config.catalog.catalog
+    if choice == "completejourney" and not catalog_file(config.vectors.data_dir).is_file():
+        return CheckResult(
+            name,
+            Status.DEGRADED,
+            f"{catalog_file(config.vectors.data_dir)} is not built yet: the first start builds it "
+            "(about 25 s), or run `pantree catalog build`",
+        )
+    try:
+        opened = await asyncio.to_thread(open_catalog, choice, config.vectors.data_dir)
+    except ConfigError as exc:
+        return CheckResult(name, Status.FAILED, exc.message)
+    detail = (
+        f"{opened.source}: {len(opened.products)} products, {len(opened.categories)} "
+        f"categories, {len(opened.calibration.rhythms)} fitted rhythms (PANTREE_CATALOG={choice})"
+    )
+    return CheckResult(name, Status.OK, detail)
+
+
 def local_checks(target: str | None) -> list[tuple[str, Check]]:
     """Checks of this machine's configuration. With a target the running server owns the vector
     store, so its VectorService health stands in for opening the store here."""
     checks: list[tuple[str, Check]] = [
         ("data directory", check_data_dir),
+        ("catalog", check_catalog),
         ("embedder", check_embedder),
     ]
     if target is None:

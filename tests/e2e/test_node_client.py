@@ -60,10 +60,17 @@ def test_node_client_streams_process_seed(node: str, mesh_process: ServerProcess
     code, summary = run_client(node, mesh_process.address, "process-seed")
     assert code == 0, summary
     events = summary["events"]
-    assert events[0] == "progress"
+    assert events[:2] == ["resolution", "progress"]
     assert events.count("month") == 4
     assert summary["month_indexes"] == [1, 2, 3, 4]
-    assert set(events) <= {"progress", "month", "analysis", "recommendations", "summary"}
+    assert set(events) <= {
+        "resolution",
+        "progress",
+        "month",
+        "analysis",
+        "recommendations",
+        "summary",
+    }
     assert events.count("analysis") == events.count("recommendations") == 1
     assert events[-1] == "summary" and events.count("summary") == 1
     last_month = len(events) - 1 - events[::-1].index("month")

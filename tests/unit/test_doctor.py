@@ -267,3 +267,19 @@ def test_report_json_and_table() -> None:
     assert "✓ ok" in text and "! degraded" in text and "✗ failed" in text
     assert "held [by a server]" in text  # details are never read as markup
     assert "1 failed, 1 degraded" in text
+
+
+async def test_catalog_check_reports_the_catalog_or_why_it_is_missing(tmp_path: Path) -> None:
+    builtin = await doctor.check_catalog(config_for(tmp_path))
+    assert builtin.status is Status.OK
+    assert "built-in: 81 products" in builtin.detail
+
+    missing = await doctor.check_catalog(config_for(tmp_path, PANTREE_CATALOG="completejourney"))
+    assert missing.status is Status.DEGRADED
+    assert "pantree catalog build" in missing.detail
+
+    broken = tmp_path / "broken.json.gz"
+    broken.write_bytes(b"not a catalog")
+    failed = await doctor.check_catalog(config_for(tmp_path, PANTREE_CATALOG=str(broken)))
+    assert failed.status is Status.FAILED
+    assert "cannot read the catalog file" in failed.detail
