@@ -79,7 +79,8 @@ _READ_CONSISTENCY = "Session"
 INDEX_TYPE = "FLAT"
 METRIC = "IP"
 SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:")
-_PRODUCT_FIELDS = ["name", "category", "department", "unit_price_usd"]
+# The primary key is asked for too: a Milvus 2.3 server does not name it in search results.
+_PRODUCT_FIELDS = ["product_id", "name", "category", "department", "unit_price_usd"]
 
 T = TypeVar("T")
 
@@ -195,6 +196,7 @@ class MilvusStore:
         self._reconnect_lock = threading.Lock()
         self._generation = 0  # how many times the client was replaced
         self.reconnects = 0
+        """How many times the store replaced its client after a failure."""
         self._client: MilvusClient = self._connect()
         try:
             self._open_collections()
@@ -246,26 +248,37 @@ class MilvusStore:
         except Unavailable as error:
             if not _worth_reconnecting(error.__cause__):
                 raise
-            log.warning("vector store: %s; reconnecting", error)
-        self._reconnect(generation)
+            log.warning("%s; reconnecting", error)
+            try:
+                self._reconnect(generation)
+            except Unavailable as failed:
+                raise Unavailable(f"{error}; reconnecting failed too") from failed
+        except ValueError:
+            # grpc refuses a call on a closed channel with ValueError: another thread replaced
+            # (and closed) the client while this call was on it.
+            if self._generation == generation:
+                raise
         return self._call(action, getattr(self._client, method), *args, **kwargs)
 
     def _reconnect(self, generation: int) -> None:
-        """Replace the client (unless another thread already has since `generation`) and load
-        the collections again."""
+        """Replace the client and load the collections again, unless another thread already
+        did since `generation`. If no new connection can be made, the old client stays (the
+        next call tries again); Unavailable says why."""
         with self._reconnect_lock:
             if self._generation != generation:
                 return
-            old, self._generation = self._client, generation + 1
+            if self._lite_path is not None:
+                # The in-process Lite server may be the broken part: the next client starts a
+                # fresh one on the same file.
+                server_manager_instance.release_server(self._lite_path)
+            client = self._connect()
+            old, self._client = self._client, client
+            self._generation += 1
+            self.reconnects += 1
             with contextlib.suppress(Exception):
                 old.close()
-            if self._lite_path is not None:
-                # The in-process Lite server may be the broken part: start a fresh one.
-                server_manager_instance.release_server(self._lite_path)
-            self._client = self._connect()
-            self._open_collections()
-            self.reconnects += 1
             log.info("vector store: reconnected to %s", self._where)
+            self._open_collections()
 
     def _product_schema(self) -> Any:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)

@@ -1,7 +1,8 @@
-"""MilvusStore and VectorIndex on a real Milvus Lite file under tmp_path."""
+"""MilvusStore and VectorIndex on real Milvus: a Milvus Lite file under tmp_path and the
+session's Milvus server (tests/integration/conftest.py), the same tests on both."""
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from pantree_common.errors import ConfigError, FailedPrecondition, Unavailable
 from services.vectors.embedding import HashingEmbedder
 from services.vectors.index import VectorIndex
 from services.vectors.store import MilvusStore
+from tests.milvus_server import MilvusServer, drop_collections
 
 DIMENSIONS = 256
 # Ids are caller text: quotes, backslashes and newlines must survive the filter expressions.
@@ -30,16 +32,37 @@ class CountingEmbedder(HashingEmbedder):
         return super().embed(texts)
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "data" / "milvus.db")
+OpenStore = Callable[..., MilvusStore]
+
+
+@pytest.fixture(params=["lite", "server"])
+def open_store(
+    request: pytest.FixtureRequest, tmp_path: Path, collection_prefix: str
+) -> Iterator[OpenStore]:
+    """Opens MilvusStores on one place: a Lite file, or this test's collections on the server.
+    Every store opened is closed at the end."""
+    if request.param == "lite":
+        uri = str(tmp_path / "data" / "milvus.db")
+    else:
+        server: MilvusServer = request.getfixturevalue("milvus_server")
+        uri = server.uri
+    opened: list[MilvusStore] = []
+
+    def open_(dimensions: int = DIMENSIONS, prefix: str = collection_prefix) -> MilvusStore:
+        store = MilvusStore(uri, dimensions, timeout_s=10, collection_prefix=prefix)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close()
+    if request.param == "server":
+        drop_collections(uri, collection_prefix)
 
 
 @pytest.fixture
-def store(db_path: str) -> Iterator[MilvusStore]:
-    opened = MilvusStore(db_path, DIMENSIONS, timeout_s=10)
-    yield opened
-    opened.close()
+def store(open_store: OpenStore) -> MilvusStore:
+    return open_store()
 
 
 @pytest.fixture
@@ -112,37 +135,34 @@ def test_profile_upsert_and_get(store: MilvusStore) -> None:
     assert store.get_profile("someone else") is None
 
 
-def test_data_survives_close_and_reopen(db_path: str) -> None:
-    first = MilvusStore(db_path, DIMENSIONS)
-    index = VectorIndex(HashingEmbedder(DIMENSIONS), first)
+def test_data_survives_close_and_reopen(open_store: OpenStore) -> None:
+    index = VectorIndex(HashingEmbedder(DIMENSIONS), open_store())
     index.ensure_catalog(catalog.products())
-    index.upsert_profile(History.build("c-1", catalog.products()[:1], [0], [1]))
+    profile = index.upsert_profile(History.build("c-1", catalog.products()[:1], [0], [1]))
     index.close()
 
     embedder = CountingEmbedder()
-    reopened = VectorIndex(embedder, MilvusStore(db_path, DIMENSIONS))
-    try:
-        reopened.ensure_catalog(catalog.products())
-        assert embedder.calls == 0
-        assert reopened.index_products([]) == (0, 81)
-        assert "Milk" in reopened.search(["milk"], 1, set())[0][0].product.name
-    finally:
-        reopened.close()
+    store = open_store()
+    reopened = VectorIndex(embedder, store)
+    reopened.ensure_catalog(catalog.products())
+    assert embedder.calls == 0
+    assert reopened.index_products([]) == (0, len(catalog.products()))
+    assert "Milk" in reopened.search(["milk"], 1, set())[0][0].product.name
+    vector = store.get_profile("c-1")
+    assert vector is not None and vector.shape == (DIMENSIONS,)
+    assert profile.product_count == 1
 
 
-def test_dimension_mismatch_is_refused(db_path: str, store: MilvusStore) -> None:
+def test_dimension_mismatch_is_refused(open_store: OpenStore, store: MilvusStore) -> None:
     store.close()
     with pytest.raises(FailedPrecondition, match="256 dimensions"):
-        MilvusStore(db_path, 128)
+        open_store(128)
 
 
-def test_collection_prefix_separates_stores(db_path: str, index: VectorIndex) -> None:
-    index.close()
-    other = MilvusStore(db_path, 128, collection_prefix="other")
-    try:
-        assert other.count_products() == 0
-    finally:
-        other.close()
+def test_collection_prefix_separates_stores(
+    open_store: OpenStore, index: VectorIndex, collection_prefix: str
+) -> None:
+    assert open_store(128, prefix=f"{collection_prefix}_other").count_products() == 0
 
 
 def test_unreachable_server_is_unavailable() -> None:
