@@ -48,7 +48,7 @@ async def test_process_seed_streams_months_in_order_then_analysis_offers_summary
     assert content == ["resolution"] + ["month"] * 6 + ["analysis", "recommendations", "summary"]
     matches = events[0].resolution.matches
     assert [m.name for m in matches] == ["milk", "eggs", "bread", "coffee"]
-    assert [m.product.product_id for m in matches] == ["p-1001", "p-1101", "p-1201", "p-2002"]
+    assert [m.product.product_id for m in matches] == ["p-1001", "p-1101", "p-1202", "p-2002"]
     assert all(0.5 <= m.similarity <= 1 for m in matches)
     months = [e.month for e in events if e.HasField("month")]
     assert [m.month_index for m in months] == [1, 2, 3, 4, 5, 6]
