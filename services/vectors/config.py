@@ -22,7 +22,7 @@ class VectorsConfig:
     data_dir: str = setting(
         "PANTREE_DATA_DIR",
         "~/.local/share/pantree",
-        "Directory for local data (the Milvus Lite file lives here).",
+        "Directory for local data: the Milvus Lite file, the built catalog, downloaded data sets.",
     )
     """Created on start-up when missing."""
     milvus_uri: str = setting(
