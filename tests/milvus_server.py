@@ -32,6 +32,7 @@ import atexit
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -354,6 +355,12 @@ class MilvusServer:
             if time.monotonic() > deadline:
                 raise MilvusServerError(f"Milvus processes survived SIGKILL: {group_members(pgid)}")
             time.sleep(0.1)
+
+    def remove_binaries(self) -> None:
+        """Delete the ~250 MB the wrapper unpacked into DIR/bin (a later start unpacks again)."""
+        if self.process is not None:
+            raise MilvusServerError("still running")
+        shutil.rmtree(self.data_dir / "bin", ignore_errors=True)
 
     def restart(self, grace_s: float = STOP_GRACE_S) -> None:
         """Stop, then start again on the same ports and data directory."""

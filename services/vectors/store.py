@@ -9,8 +9,11 @@ index and what a restart of either keeps; the limits below are what keeps every 
   name, category, department VARCHAR, unit_price_usd DOUBLE) and `<prefix>_customer_profiles`
   (customer_id VARCHAR primary key, vector FLOAT_VECTOR(dim), product_count INT64); no dynamic
   fields; VARCHAR lengths are the domain's character limits times 4 (UTF-8 bytes).
-- Index: FLAT (exact search) with the COSINE metric on both `vector` fields; vectors are
-  L2-normalised, so similarity is in [-1, 1], higher is closer.
+- Index: IVF_FLAT (nlist 256, nprobe 16; DEFAULT_INDEX) with the IP metric on both `vector`
+  fields; another IndexSpec (EXACT: FLAT) can be given for new collections. The store
+  L2-normalises every vector it writes or searches with, so IP is the cosine similarity, in
+  [-1, 1], higher is closer. An existing collection keeps its index; its metric is read when it
+  is opened (collections made before IP use COSINE).
 - Hits: one search request asks for at most MILVUS_MAX_HITS hits in all (Milvus's own cap on
   topk and on nq); the vectors service caps what callers may ask well below that (MAX_TOP_K
   hits for at most MAX_QUERIES texts, services/vectors/index.py).
@@ -34,8 +37,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -72,17 +75,34 @@ _PRODUCT_TEXT_BYTES = (MAX_ID_CHARS + MAX_NAME_CHARS + 2 * MAX_CATEGORY_CHARS) *
 # until it has loaded the collection again).
 _COLLECTION_NOT_LOADED = 101
 _READ_CONSISTENCY = "Session"
-# The vector index of new collections: exact search by inner product. The store L2-normalises
-# every vector it writes or searches with, so the inner product is the cosine similarity;
-# Milvus Lite's COSINE re-normalises every stored vector on each search (about twice the time
-# on 92k products, docs/BENCHMARKS.md "Vector search").
-INDEX_TYPE = "FLAT"
+# The metric of new collections: inner product. The store L2-normalises every vector it writes
+# or searches with, so the inner product is the cosine similarity; Milvus Lite's COSINE
+# re-normalises every stored vector on each search (about twice the time on 92k products).
 METRIC = "IP"
 SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:")
 # The primary key is asked for too: a Milvus 2.3 server does not name it in search results.
 _PRODUCT_FIELDS = ["product_id", "name", "category", "department", "unit_price_usd"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """The vector index of new collections, and the parameters searches pass to it."""
+
+    index_type: str = "FLAT"
+    build_params: Mapping[str, Any] = field(default_factory=dict)
+    search_params: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Exact search: every stored vector is compared with every query.
+EXACT = IndexSpec()
+# The default for new collections: 256 k-means lists, 16 of them scanned per query. On the 92k
+# Complete Journey catalog it finds 95-96% of the exact top 10-50 in about half the time of
+# EXACT on Milvus Lite (docs/VECTOR_STORE.md, "Index"); collections too small to fill a query
+# from 16 lists are searched exhaustively (search_products).
+IVF = IndexSpec("IVF_FLAT", {"nlist": 256}, {"nprobe": 16})
+DEFAULT_INDEX = IVF
 
 
 @dataclass(frozen=True)
@@ -175,8 +195,10 @@ class MilvusStore:
         token: str = "",
         timeout_s: float = 10.0,
         collection_prefix: str = "pantree",
+        index: IndexSpec = DEFAULT_INDEX,
     ) -> None:
         self._timeout_s = timeout_s
+        self._index = index
         self._dimensions = dimensions
         self._token = token
         self._products = f"{collection_prefix}_products"
@@ -327,7 +349,12 @@ class MilvusStore:
                 consistency_level="Strong",
             )
             index = MilvusClient.prepare_index_params()
-            index.add_index(field_name="vector", index_type=INDEX_TYPE, metric_type=METRIC)
+            index.add_index(
+                field_name="vector",
+                index_type=self._index.index_type,
+                metric_type=METRIC,
+                params=dict(self._index.build_params),
+            )
             # sync=False: pymilvus would poll the build every 0.5 s; an empty index is ready now.
             self._call("create index", self._client.create_index, name, index, sync=False)
             log.info("created collection %s on %s", name, self._where)
@@ -389,18 +416,47 @@ class MilvusStore:
         )
         found: list[list[StoredMatch]] = []
         for chunk in _chunks(_unit_rows(vectors).tolist(), queries_per_request):
-            hits = self._run(
-                "search products",
-                "search",
-                self._products,
-                data=list(chunk),
-                limit=limit,
-                output_fields=_PRODUCT_FIELDS,
-                search_params={"metric_type": self._product_metric},
-                consistency_level=_READ_CONSISTENCY,
-            )
+            hits = list(self._search(list(chunk), limit, self._search_params(limit)))
+            # An IVF search scans nprobe lists, which on a small collection hold fewer rows than
+            # asked for (Milvus Lite trains at most one list per row): ask those queries again
+            # with every list scanned. On a large collection every query fills its limit.
+            short = [i for i, query_hits in enumerate(hits) if len(query_hits) < limit]
+            exhaustive = self._exhaustive_params()
+            if short and exhaustive is not None:
+                again = self._search([chunk[i] for i in short], limit, exhaustive)
+                for i, query_hits in zip(short, again, strict=True):
+                    hits[i] = query_hits
             found.extend(_matches(query_hits, excluded, top_k) for query_hits in hits)
         return found
+
+    def _search(
+        self, queries: list[list[float]], limit: int, params: dict[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        hits: Sequence[Sequence[Any]] = self._run(
+            "search products",
+            "search",
+            self._products,
+            data=queries,
+            limit=limit,
+            output_fields=_PRODUCT_FIELDS,
+            search_params=params,
+            consistency_level=_READ_CONSISTENCY,
+        )
+        return hits
+
+    def _search_params(self, limit: int) -> dict[str, Any]:
+        params = dict(self._index.search_params)
+        if "ef" in params:  # HNSW explores at least as many candidates as it returns
+            params["ef"] = max(int(params["ef"]), limit)
+        return {"metric_type": self._product_metric, "params": params}
+
+    def _exhaustive_params(self) -> dict[str, Any] | None:
+        """Search parameters that scan every IVF list, or None for other indexes."""
+        params = dict(self._index.search_params)
+        if "nprobe" not in params:
+            return None
+        params["nprobe"] = int(self._index.build_params.get("nlist", params["nprobe"]))
+        return {"metric_type": self._product_metric, "params": params}
 
     def upsert_profiles(self, profiles: Sequence[StoredProfile]) -> None:
         # One row per customer (the last one wins): a batch may not repeat a primary key.

@@ -8,7 +8,6 @@ having exercised the server path.
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -35,7 +34,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
     server.stop()  # raises if a process of its group survives SIGKILL
     if process is not None:
         assert not group_members(process.pid), "a Milvus process outlived the session"
-    shutil.rmtree(data_dir / "bin", ignore_errors=True)  # 250 MB of unpacked binaries
+    server.remove_binaries()
 
 
 @pytest.fixture

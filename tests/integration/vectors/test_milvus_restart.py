@@ -61,6 +61,7 @@ def own_server(tmp_path: Path) -> Iterator[MilvusServer]:
         pytest.fail(f"the Milvus server for this test did not start: {error}")
     yield server
     server.kill()  # its data is not needed any more
+    server.remove_binaries()
 
 
 @pytest.mark.timeout(300)  # two server starts of up to 90 s each

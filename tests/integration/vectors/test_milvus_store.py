@@ -2,19 +2,21 @@
 session's Milvus server (tests/integration/conftest.py), the same tests on both."""
 
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from pymilvus import MilvusClient
 
 from pantree_common.domain import catalog
 from pantree_common.domain.history import History, Product
 from pantree_common.errors import ConfigError, FailedPrecondition, Unavailable
 from services.vectors.embedding import HashingEmbedder
 from services.vectors.index import VectorIndex
-from services.vectors.store import MilvusStore
+from services.vectors.store import IndexSpec, MilvusStore
 from tests.milvus_server import MilvusServer, drop_collections
 
 DIMENSIONS = 256
@@ -173,3 +175,37 @@ def test_unreachable_server_is_unavailable() -> None:
 def test_local_path_must_end_in_db(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\.db"):
         MilvusStore(str(tmp_path / "milvus"), DIMENSIONS)
+
+
+def test_ivf_on_a_small_catalog_still_fills_top_k(tmp_path: Path) -> None:
+    """Milvus Lite trains at most one IVF list per row, so nprobe lists of a small segment hold
+    fewer rows than a query asks for: the store asks again with every list scanned."""
+    path = str(tmp_path / "milvus.db")
+    ivf = IndexSpec("IVF_FLAT", {"nlist": 256}, {"nprobe": 16})
+    store = MilvusStore(path, DIMENSIONS, index=ivf, collection_prefix="ivf")
+    try:
+        embedder = HashingEmbedder(DIMENSIONS)
+        VectorIndex(embedder, store).index_products(catalog.products())
+        milk = embedder.embed(["milk"])
+        raw = MilvusClient(uri=path)
+        raw.flush("ivf_products")  # a segment, whose IVF index is built in the background
+        deadline = time.monotonic() + 30
+        plain: list[list[object]] = []
+        while time.monotonic() < deadline:
+            plain = raw.search(
+                "ivf_products",
+                milk.tolist(),
+                limit=50,
+                search_params={"metric_type": "IP", "params": {"nprobe": 16}},
+            )
+            if len(plain[0]) < 50:
+                break
+            time.sleep(0.2)
+        assert len(plain[0]) < 50, "the IVF index was not built in time"
+        [matches] = store.search_products(milk, 50, ())
+        assert len(matches) == 50
+        assert [m.similarity for m in matches] == sorted(
+            (m.similarity for m in matches), reverse=True
+        )
+    finally:
+        store.close()
