@@ -27,9 +27,9 @@ index and what a restart of either keeps; the limits below are what keeps every 
   call once more. Every call the store makes after start-up is idempotent (upsert, query,
   search), so the retry cannot apply anything twice.
 - Consistency: reads use Session consistency: a search sees every write this store made
-  before it (read-your-writes), without waiting on the server's next time tick as Strong does
-  (~200 ms per read on a server); writes of other processes show up within Milvus's
-  graceful time (5 s by default).
+  before it (read-your-writes), without waiting for the server's next time tick as Strong does
+  on every read (proxy.timeTickInterval, 200 ms by default). Writes of other processes (another
+  replica of the service) show up once the server has applied them, without a guarantee.
 """
 
 from __future__ import annotations
