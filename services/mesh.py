@@ -34,7 +34,7 @@ from services.vectors.config import VectorsConfig
 from services.vectors.embedders import collection_prefix, load_embedder
 from services.vectors.index import VectorIndex
 from services.vectors.servicer import VectorServicer
-from services.vectors.store import MilvusStore
+from services.vectors.store import EXACT, IVF, MilvusStore
 
 log = logging.getLogger("pantree.mesh")
 
@@ -65,6 +65,7 @@ def _open_vector_index(config: VectorsConfig) -> Callable[[], VectorIndex]:
             token=config.milvus_token,
             timeout_s=config.milvus_timeout_s,
             collection_prefix=collection_prefix(embedder),
+            index=EXACT if config.milvus_index == "flat" else IVF,
         )
         return VectorIndex(embedder, store)
 

@@ -36,6 +36,9 @@ def test_defaults_and_typed_overrides() -> None:
         ({"PANTREE_EMBEDDER_BATCH_SIZE": "-1"}, "PANTREE_EMBEDDER_BATCH_SIZE must be 0-8192"),
         ({"PANTREE_LOG_LEVEL": "LOUD"}, "PANTREE_LOG_LEVEL"),
         ({"PANTREE_RELATED_TOP_K": "0"}, "PANTREE_RELATED_TOP_K must be 1-50"),
+        ({"PANTREE_MILVUS_INDEX": "hnsw"}, "PANTREE_MILVUS_INDEX must be one of ivf_flat, flat"),
+        ({"PANTREE_SEED_MIN_SIMILARITY": "1.5"}, "PANTREE_SEED_MIN_SIMILARITY must be 0-1"),
+        ({"PANTREE_CATALOG": " "}, "PANTREE_CATALOG must not be empty"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
