@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -306,6 +307,11 @@ class Catalog:
         ]
         departments = [str(d) for d in data["departments"]]
         columns = data["products"]
+        prices = [float(price) for price in columns["unit_price_usd"]]
+        if not all(math.isfinite(price) and price >= 0 for price in prices):
+            raise ValueError("every unit_price_usd must be a finite number >= 0")
+        if len(set(columns["product_id"])) != len(columns["product_id"]):
+            raise ValueError("product ids must be unique")
         products = tuple(
             Product(str(pid), str(name), categories[c].name, departments[d], float(price))
             for pid, name, c, d, price in zip(
@@ -313,7 +319,7 @@ class Catalog:
                 columns["name"],
                 columns["category"],
                 columns["department"],
-                columns["unit_price_usd"],
+                prices,
                 strict=True,
             )
         )

@@ -86,6 +86,28 @@ def test_a_broken_file_is_a_clear_configuration_error(
         Catalog.load(path)
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("unit_price_usd", float("nan"), "finite number >= 0"),
+        ("unit_price_usd", -1.0, "finite number >= 0"),
+        ("product_id", "p-1002", "product ids must be unique"),
+        ("category", 999, "cannot read the catalog file"),
+    ],
+)
+def test_a_hostile_catalog_file_is_refused(
+    tmp_path: Path, column: str, value: object, message: str
+) -> None:
+    data = builtin_catalog().to_json()
+    data["products"][column][0] = value
+    path = tmp_path / "hostile.json.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as out:
+        json.dump(data, out)
+
+    with pytest.raises(ConfigError, match=message):
+        Catalog.load(path)
+
+
 def test_open_catalog_reads_a_named_file_and_refuses_a_missing_one(tmp_path: Path) -> None:
     path = tmp_path / "mine.json.gz"
     data = builtin_catalog().to_json()
