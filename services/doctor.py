@@ -332,7 +332,7 @@ def _version(target: str) -> Check:
 
 async def check_catalog(config: MeshConfig) -> CheckResult:
     """The catalog PANTREE_CATALOG names can be read; the Complete Journey one is not built here
-    (that takes about 25 s), only reported as missing."""
+    (that takes about 30 s), only reported as missing."""
     name = "catalog"
     choice = config.catalog.catalog
     if choice == "completejourney" and not catalog_file(config.vectors.data_dir).is_file():
@@ -340,7 +340,7 @@ async def check_catalog(config: MeshConfig) -> CheckResult:
             name,
             Status.DEGRADED,
             f"{catalog_file(config.vectors.data_dir)} is not built yet: the first start builds it "
-            "(about 25 s), or run `pantree catalog build`",
+            "(about 30 s), or run `pantree catalog build`",
         )
     try:
         opened = await asyncio.to_thread(open_catalog, choice, config.vectors.data_dir)

@@ -482,7 +482,7 @@ def catalog_file(data_dir: str) -> Path:
 
 def open_catalog(choice: str, data_dir: str) -> Catalog:
     """The catalog PANTREE_CATALOG names; the Complete Journey one is built on first use (about
-    20 s) and read from the data directory afterwards (about 0.3 s)."""
+    30 s) and read from the data directory afterwards (about 0.5 s)."""
     if choice == "builtin":
         return builtin_catalog()
     if choice != "completejourney":
