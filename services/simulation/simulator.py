@@ -39,6 +39,7 @@ ADDON_CATEGORIES = 4
 """How many categories (related to the seeds first, then typical of the archetype) contribute
 add-on products."""
 MAX_ADDONS_PER_CATEGORY = 2
+TYPICAL_CATEGORIES_SHOWN = 8
 MIN_INTERVAL_DAYS = 1.0
 """Floor on a drawn interval, so an item is bought at most once a day."""
 
@@ -63,13 +64,18 @@ class Simulator:
 
 
 def archetype_protos() -> list[simulation_service_pb2.Archetype]:
-    """Every archetype, in the catalog's (stable) definition order."""
+    """Every archetype, in the catalog's (stable) definition order, with the categories its
+    households rebuy more than others in the active catalog (the built-in catalog's are the
+    hand-written ones)."""
+    typical = active_catalog().calibration.archetype_categories
     return [
         simulation_service_pb2.Archetype(
             archetype_id=a.archetype_id,
             display_name=a.display_name,
             description=a.description,
-            typical_categories=a.typical_categories,
+            typical_categories=typical.get(a.archetype_id, a.typical_categories)[
+                :TYPICAL_CATEGORIES_SHOWN
+            ],
         )
         for a in catalog.ARCHETYPES.values()
     ]

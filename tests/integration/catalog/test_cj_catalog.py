@@ -123,3 +123,18 @@ def test_the_builder_writes_where_the_mesh_reads(tmp_path: Path, built: Catalog)
     built.save(path)
 
     assert open_catalog("completejourney", str(tmp_path)).products == built.products
+
+
+def test_archetypes_list_the_categories_fitted_on_the_real_catalog(built: Catalog) -> None:
+    from pantree_common.domain.catalog import builtin_catalog, use_catalog
+    from services.simulation.simulator import TYPICAL_CATEGORIES_SHOWN, archetype_protos
+
+    use_catalog(built)
+    try:
+        listed = {a.archetype_id: list(a.typical_categories) for a in archetype_protos()}
+    finally:
+        use_catalog(builtin_catalog())
+
+    fitted = built.calibration.archetype_categories["health_conscious"]
+    assert listed["health_conscious"] == list(fitted[:TYPICAL_CATEGORIES_SHOWN])
+    assert all(c in built.categories for names in listed.values() for c in names)
