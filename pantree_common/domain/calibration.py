@@ -57,12 +57,6 @@ class Quantiles:
     def constant(cls, value: float) -> Quantiles:
         return cls((value, value))
 
-    def sample(self, rng: np.random.Generator, size: int) -> NDArray[np.float64]:
-        """`size` draws by inverse-CDF sampling with linear interpolation between quantiles."""
-        grid = np.linspace(0.0, 1.0, len(self.values))
-        drawn: NDArray[np.float64] = np.interp(rng.random(size), grid, np.asarray(self.values))
-        return drawn
-
     def on_grid(self, points: int = QUANTILE_POINTS) -> NDArray[np.float64]:
         """The quantiles re-read at `points` evenly spaced probabilities."""
         grid = np.linspace(0.0, 1.0, len(self.values))

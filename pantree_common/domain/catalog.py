@@ -253,6 +253,13 @@ class Catalog:
             return None
         return self.products[min(shared, key=lambda position: (-shared[position], position))]
 
+    def lookup(self, errors: Collector, product_id: str, field: str) -> Product | None:
+        """The product with `product_id`, or None after recording a violation on `field`."""
+        product = self.by_id.get(product_id)
+        if product is None:
+            errors.add(field, f"{product_id[:64]!r} is not in the {self.source} catalog")
+        return product
+
     def subscribable(self, category: str) -> bool:
         """Whether a store would deliver this category on a schedule (unknown ones may be)."""
         known = self.categories.get(category)

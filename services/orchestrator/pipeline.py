@@ -232,13 +232,8 @@ class Pipeline:
         for position, seed in enumerate(seeds):
             if not seed.product_id:
                 continue
-            product = active.by_id.get(seed.product_id)
-            if product is None:
-                errors.add(
-                    f"seed_items[{position}].product_id",
-                    f"{seed.product_id[:64]!r} is not in the {active.source} catalog",
-                )
-            else:
+            product = active.lookup(errors, seed.product_id, f"seed_items[{position}].product_id")
+            if product is not None:
                 matches[position] = pb.SeedMatch(
                     name=seed.name, product=product.to_proto(), similarity=1.0
                 )

@@ -24,11 +24,9 @@ from pantree.simulation.v1 import simulation_service_pb2
 from pantree_common.domain import catalog, dates
 from pantree_common.domain.calibration import (
     DEFAULT_RHYTHM,
+    QUANTILE_POINTS,
     Rhythm,
     sample_rows,
-)
-from pantree_common.domain.calibration import (
-    QUANTILE_POINTS as POINTS,
 )
 from pantree_common.domain.catalog import Catalog, active_catalog
 from pantree_common.domain.history import Product
@@ -100,12 +98,8 @@ def _seed_products(spec: SeedSpec, catalog: Catalog) -> list[tuple[SeedItem, Pro
     taken: set[str] = set()
     for position, seed in enumerate(spec.seed_items):
         if seed.product_id:
-            product = catalog.by_id.get(seed.product_id)
+            product = catalog.lookup(errors, seed.product_id, f"seed_items[{position}].product_id")
             if product is None:
-                errors.add(
-                    f"seed_items[{position}].product_id",
-                    f"{seed.product_id[:64]!r} is not in the {catalog.source} catalog",
-                )
                 continue
         else:
             product = _resolve(catalog, seed.name)
@@ -181,8 +175,10 @@ class Renewals:
                 (r.staple if is_staple else r.mean_interval_days).on_grid()
                 for r, is_staple in zip(rhythms, staple, strict=True)
             ]
-        ).reshape(-1, POINTS)
-        self._ratios = np.array([r.interval_ratio.on_grid() for r in rhythms]).reshape(-1, POINTS)
+        ).reshape(-1, QUANTILE_POINTS)
+        self._ratios = np.array([r.interval_ratio.on_grid() for r in rhythms]).reshape(
+            -1, QUANTILE_POINTS
+        )
         self._means = sample_rows(means, every, rng)
         self._next = np.zeros(len(rhythms))
 
