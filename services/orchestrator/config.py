@@ -64,7 +64,8 @@ class OrchestratorConfig:
         "Least cosine similarity for a seed item to resolve to a catalog product (0-1); below "
         "it ProcessSeed refuses the item with INVALID_ARGUMENT.",
     )
-    """What counts as "no such product": depends on the embedder (see docs/SIMULATOR.md)."""
+    """What counts as "no such product" depends on the embedder; a refused item's message names
+    the closest product and its score, so the bar can be checked against real names."""
 
     def validate(self) -> None:
         if self.process_seed_timeout_s <= 0 or self.recommend_timeout_s <= 0:
