@@ -36,8 +36,7 @@ from pantree_common.datasets.completejourney import _read  # noqa: E402
 from pantree_common.domain.catalog import open_catalog  # noqa: E402
 from services.vectors.config import VectorsConfig  # noqa: E402
 from services.vectors.embedders import load_embedder  # noqa: E402
-from services.vectors.embedding import Embedder  # noqa: E402
-from services.vectors.index import product_text  # noqa: E402
+from services.vectors.embedding import Embedder, product_text  # noqa: E402
 from services.vectors.minilm import MiniLMEmbedder  # noqa: E402
 
 

@@ -42,8 +42,7 @@ from pymilvus import MilvusClient  # noqa: E402
 
 from pantree_common.domain.catalog import open_catalog  # noqa: E402
 from pantree_common.domain.history import Product  # noqa: E402
-from services.vectors.embedding import HashingEmbedder  # noqa: E402
-from services.vectors.index import product_text  # noqa: E402
+from services.vectors.embedding import HashingEmbedder, product_text  # noqa: E402
 from services.vectors.store import DEFAULT_INDEX, EXACT, IVF, IndexSpec, MilvusStore  # noqa: E402
 from tests.milvus_server import MilvusServer, start_milvus_server  # noqa: E402
 

@@ -10,6 +10,8 @@ from numpy.typing import NDArray
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.preprocessing import normalize
 
+from pantree_common.domain.history import Product
+
 
 class Embedder(Protocol):
     """Turns texts into fixed-length vectors; stored vectors are only comparable while the
@@ -21,6 +23,11 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """One L2-normalised row per text (all zeros only for a text with no features)."""
         ...
+
+
+def product_text(product: Product) -> str:
+    """The text embedded for a product: the category pulls same-aisle products together."""
+    return f"{product.name} {product.category}".strip()
 
 
 class HashingEmbedder:

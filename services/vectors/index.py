@@ -22,7 +22,7 @@ from pantree_common.domain.history import (
 )
 from pantree_common.errors import Collector, InvalidArgument
 from pantree_common.metrics import SIMILAR_LOOKUPS
-from services.vectors.embedding import Embedder
+from services.vectors.embedding import Embedder, product_text
 from services.vectors.store import StoredMatch, StoredProfile, VectorStore
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,6 @@ class ProfileSummary:
     customer_id: str
     dimensions: int
     product_count: int
-
-
-def product_text(product: Product) -> str:
-    """The text embedded for a product: the category pulls same-aisle products together."""
-    return f"{product.name} {product.category}".strip()
 
 
 def profile_weights(history: History) -> tuple[NDArray[np.int64], NDArray[np.float64]]:

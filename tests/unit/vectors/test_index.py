@@ -7,14 +7,13 @@ from numpy.typing import NDArray
 from pantree_common.domain import catalog
 from pantree_common.domain.history import History, Product
 from pantree_common.errors import InvalidArgument
-from services.vectors.embedding import HashingEmbedder
+from services.vectors.embedding import HashingEmbedder, product_text
 from services.vectors.index import (
     CACHE_DEPTH,
     CACHE_TTL_S,
     RECENCY_HALF_LIFE_DAYS,
     ProfileSummary,
     VectorIndex,
-    product_text,
     profile_weights,
 )
 from services.vectors.store import VectorStore
