@@ -26,19 +26,19 @@ from google.type import date_pb2 as google_dot_type_dot_date__pb2
 from pantree.domain.v1 import product_pb2 as pantree_dot_domain_dot_v1_dot_product__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpantree/domain/v1/offer.proto\x12\x11pantree.domain.v1\x1a\x16google/type/date.proto\x1a\x1fpantree/domain/v1/product.proto\"\xd0\x01\n\x07Insight\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x39\n\x10related_products\x18\x03 \x03(\x0b\x32\x1f.pantree.domain.v1.ProductMatch\x12\x1f\n\x17suggested_interval_days\x18\x04 \x01(\x01\x12\x11\n\treasoning\x18\x05 \x01(\t\x12\x30\n\x06source\x18\x06 \x01(\x0e\x32 .pantree.domain.v1.InsightSource\"\x83\x04\n\x05Offer\x12+\n\x07product\x18\x01 \x01(\x0b\x32\x1a.pantree.domain.v1.Product\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x1f\n\x17predicted_interval_days\x18\x05 \x01(\x01\x12\x1e\n\x16\x64\x65livery_interval_days\x18\x06 \x01(\x05\x12\x1d\n\x15quantity_per_delivery\x18\x07 \x01(\x01\x12\x18\n\x10\x64iscount_percent\x18\x08 \x01(\x01\x12 \n\x18savings_per_delivery_usd\x18\t \x01(\x01\x12\x1b\n\x13monthly_savings_usd\x18\n \x01(\x01\x12\x1a\n\x12yearly_savings_usd\x18\x0b \x01(\x01\x12.\n\x13\x66irst_delivery_date\x18\x0c \x01(\x0b\x32\x11.google.type.Date\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x39\n\x10related_products\x18\x0e \x03(\x0b\x32\x1f.pantree.domain.v1.ProductMatch\x12\x38\n\x0einsight_source\x18\x0f \x01(\x0e\x32 .pantree.domain.v1.InsightSource\x12\x12\n\ncold_start\x18\x10 \x01(\x08*d\n\rInsightSource\x12\x1e\n\x1aINSIGHT_SOURCE_UNSPECIFIED\x10\x00\x12\x1b\n\x17INSIGHT_SOURCE_FALLBACK\x10\x01\x12\x16\n\x12INSIGHT_SOURCE_LLM\x10\x02*\x81\x01\n\x0bScoringPath\x12\x1c\n\x18SCORING_PATH_UNSPECIFIED\x10\x00\x12\x1a\n\x16SCORING_PATH_HEURISTIC\x10\x01\x12\x1c\n\x18SCORING_PATH_LOCAL_MODEL\x10\x02\x12\x1a\n\x16SCORING_PATH_SAGEMAKER\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpantree/domain/v1/offer.proto\x12\x11pantree.domain.v1\x1a\x16google/type/date.proto\x1a\x1fpantree/domain/v1/product.proto\"\xd0\x01\n\x07Insight\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x39\n\x10related_products\x18\x03 \x03(\x0b\x32\x1f.pantree.domain.v1.ProductMatch\x12\x1f\n\x17suggested_interval_days\x18\x04 \x01(\x01\x12\x11\n\treasoning\x18\x05 \x01(\t\x12\x30\n\x06source\x18\x06 \x01(\x0e\x32 .pantree.domain.v1.InsightSource\"\xa5\x04\n\x05Offer\x12+\n\x07product\x18\x01 \x01(\x0b\x32\x1a.pantree.domain.v1.Product\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x1f\n\x17predicted_interval_days\x18\x05 \x01(\x01\x12\x1e\n\x16\x64\x65livery_interval_days\x18\x06 \x01(\x05\x12\x1d\n\x15quantity_per_delivery\x18\x07 \x01(\x01\x12\x18\n\x10\x64iscount_percent\x18\x08 \x01(\x01\x12 \n\x18savings_per_delivery_usd\x18\t \x01(\x01\x12\x1b\n\x13monthly_savings_usd\x18\n \x01(\x01\x12\x1a\n\x12yearly_savings_usd\x18\x0b \x01(\x01\x12.\n\x13\x66irst_delivery_date\x18\x0c \x01(\x0b\x32\x11.google.type.Date\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x39\n\x10related_products\x18\x0e \x03(\x0b\x32\x1f.pantree.domain.v1.ProductMatch\x12\x38\n\x0einsight_source\x18\x0f \x01(\x0e\x32 .pantree.domain.v1.InsightSource\x12\x12\n\ncold_start\x18\x10 \x01(\x08\x12 \n\x18interval_snap_error_days\x18\x11 \x01(\x01*d\n\rInsightSource\x12\x1e\n\x1aINSIGHT_SOURCE_UNSPECIFIED\x10\x00\x12\x1b\n\x17INSIGHT_SOURCE_FALLBACK\x10\x01\x12\x16\n\x12INSIGHT_SOURCE_LLM\x10\x02*\x81\x01\n\x0bScoringPath\x12\x1c\n\x18SCORING_PATH_UNSPECIFIED\x10\x00\x12\x1a\n\x16SCORING_PATH_HEURISTIC\x10\x01\x12\x1c\n\x18SCORING_PATH_LOCAL_MODEL\x10\x02\x12\x1a\n\x16SCORING_PATH_SAGEMAKER\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pantree.domain.v1.offer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INSIGHTSOURCE']._serialized_start=838
-  _globals['_INSIGHTSOURCE']._serialized_end=938
-  _globals['_SCORINGPATH']._serialized_start=941
-  _globals['_SCORINGPATH']._serialized_end=1070
+  _globals['_INSIGHTSOURCE']._serialized_start=872
+  _globals['_INSIGHTSOURCE']._serialized_end=972
+  _globals['_SCORINGPATH']._serialized_start=975
+  _globals['_SCORINGPATH']._serialized_end=1104
   _globals['_INSIGHT']._serialized_start=110
   _globals['_INSIGHT']._serialized_end=318
   _globals['_OFFER']._serialized_start=321
-  _globals['_OFFER']._serialized_end=836
+  _globals['_OFFER']._serialized_end=870
 # @@protoc_insertion_point(module_scope)

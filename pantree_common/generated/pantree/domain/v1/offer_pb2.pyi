@@ -141,6 +141,7 @@ class Offer(_message.Message):
     RELATED_PRODUCTS_FIELD_NUMBER: _builtins.int
     INSIGHT_SOURCE_FIELD_NUMBER: _builtins.int
     COLD_START_FIELD_NUMBER: _builtins.int
+    INTERVAL_SNAP_ERROR_DAYS_FIELD_NUMBER: _builtins.int
     rank: _builtins.int
     """Rank of the offer for this shopper, 1-based (1 is the best)."""
     score: _builtins.float
@@ -168,6 +169,10 @@ class Offer(_message.Message):
     cold_start: _builtins.bool
     """True when the product has fewer than 3 purchase days, too few for a rhythm of its own: the
     confidence and dates then lean on what is typical for the product's category.
+    """
+    interval_snap_error_days: _builtins.float
+    """delivery_interval_days minus predicted_interval_days, in days: what snapping the predicted
+    rhythm to the store's delivery grid changed; negative when deliveries come sooner.
     """
     @_builtins.property
     def product(self) -> _product_pb2.Product:
@@ -200,10 +205,11 @@ class Offer(_message.Message):
         related_products: _abc.Iterable[_product_pb2.ProductMatch] | None = ...,
         insight_source: Global___InsightSource.ValueType = ...,
         cold_start: _builtins.bool = ...,
+        interval_snap_error_days: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["first_delivery_date", b"first_delivery_date", "product", b"product"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cold_start", b"cold_start", "confidence", b"confidence", "delivery_interval_days", b"delivery_interval_days", "discount_percent", b"discount_percent", "first_delivery_date", b"first_delivery_date", "insight_source", b"insight_source", "monthly_savings_usd", b"monthly_savings_usd", "predicted_interval_days", b"predicted_interval_days", "product", b"product", "quantity_per_delivery", b"quantity_per_delivery", "rank", b"rank", "reason", b"reason", "related_products", b"related_products", "savings_per_delivery_usd", b"savings_per_delivery_usd", "score", b"score", "yearly_savings_usd", b"yearly_savings_usd"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cold_start", b"cold_start", "confidence", b"confidence", "delivery_interval_days", b"delivery_interval_days", "discount_percent", b"discount_percent", "first_delivery_date", b"first_delivery_date", "insight_source", b"insight_source", "interval_snap_error_days", b"interval_snap_error_days", "monthly_savings_usd", b"monthly_savings_usd", "predicted_interval_days", b"predicted_interval_days", "product", b"product", "quantity_per_delivery", b"quantity_per_delivery", "rank", b"rank", "reason", b"reason", "related_products", b"related_products", "savings_per_delivery_usd", b"savings_per_delivery_usd", "score", b"score", "yearly_savings_usd", b"yearly_savings_usd"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

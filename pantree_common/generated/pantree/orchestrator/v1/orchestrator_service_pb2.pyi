@@ -343,6 +343,8 @@ class RecommendRequest(_message.Message):
     AS_OF_EPOCH_DAY_FIELD_NUMBER: _builtins.int
     MAX_OFFERS_FIELD_NUMBER: _builtins.int
     INCLUDE_ANALYSIS_FIELD_NUMBER: _builtins.int
+    EXCLUDED_PRODUCT_IDS_FIELD_NUMBER: _builtins.int
+    ACTIVE_SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
     archetype: _builtins.str
     """Archetype of the shopper, as listed by ListArchetypes; empty when unknown."""
     as_of_epoch_day: _builtins.int
@@ -351,9 +353,19 @@ class RecommendRequest(_message.Message):
     """Most offers to return, 1 to 100; 10 when 0."""
     include_analysis: _builtins.bool
     """When true, the response also carries the frequency analysis."""
+    active_subscriptions: _builtins.int
+    """Subscriptions the shopper already has, 0 to 10,000: with this response's offers they choose
+    the discount tier (PANTREE_DISCOUNT_TIERS).
+    """
     @_builtins.property
     def history(self) -> _history_pb2.PurchaseHistory:
         """The shopper's purchases, at most 10,000 events."""
+
+    @_builtins.property
+    def excluded_product_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Products never to offer to this shopper (opted out, out of stock at their store); at most
+        5,000 ids of 1-64 characters.
+        """
 
     def __init__(
         self,
@@ -363,10 +375,12 @@ class RecommendRequest(_message.Message):
         as_of_epoch_day: _builtins.int = ...,
         max_offers: _builtins.int = ...,
         include_analysis: _builtins.bool = ...,
+        excluded_product_ids: _abc.Iterable[_builtins.str] | None = ...,
+        active_subscriptions: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["history", b"history"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archetype", b"archetype", "as_of_epoch_day", b"as_of_epoch_day", "history", b"history", "include_analysis", b"include_analysis", "max_offers", b"max_offers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_subscriptions", b"active_subscriptions", "archetype", b"archetype", "as_of_epoch_day", b"as_of_epoch_day", "excluded_product_ids", b"excluded_product_ids", "history", b"history", "include_analysis", b"include_analysis", "max_offers", b"max_offers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,7 +27,7 @@ from pantree.domain.v1 import offer_pb2 as pantree_dot_domain_dot_v1_dot_offer__
 from pantree.domain.v1 import product_pb2 as pantree_dot_domain_dot_v1_dot_product__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n6pantree/recommendation/v1/recommendation_service.proto\x12\x19pantree.recommendation.v1\x1a pantree/domain/v1/analysis.proto\x1a\x1dpantree/domain/v1/offer.proto\x1a\x1fpantree/domain/v1/product.proto\"\x8e\x02\n\x15RankCandidatesRequest\x12\x34\n\x08\x61nalysis\x18\x01 \x01(\x0b\x32\".pantree.domain.v1.HistoryAnalysis\x12,\n\x08products\x18\x02 \x03(\x0b\x32\x1a.pantree.domain.v1.Product\x12,\n\x08insights\x18\x03 \x03(\x0b\x32\x1a.pantree.domain.v1.Insight\x12\x11\n\tarchetype\x18\x04 \x01(\t\x12\x12\n\nmax_offers\x18\x05 \x01(\x05\x12<\n\x10related_products\x18\x06 \x03(\x0b\x32\".pantree.domain.v1.RelatedProducts\"u\n\x16RankCandidatesResponse\x12(\n\x06offers\x18\x01 \x03(\x0b\x32\x18.pantree.domain.v1.Offer\x12\x31\n\tscored_by\x18\x02 \x01(\x0e\x32\x1e.pantree.domain.v1.ScoringPath2\x93\x01\n\x15RecommendationService\x12z\n\x0eRankCandidates\x12\x30.pantree.recommendation.v1.RankCandidatesRequest\x1a\x31.pantree.recommendation.v1.RankCandidatesResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n6pantree/recommendation/v1/recommendation_service.proto\x12\x19pantree.recommendation.v1\x1a pantree/domain/v1/analysis.proto\x1a\x1dpantree/domain/v1/offer.proto\x1a\x1fpantree/domain/v1/product.proto\"\xca\x02\n\x15RankCandidatesRequest\x12\x34\n\x08\x61nalysis\x18\x01 \x01(\x0b\x32\".pantree.domain.v1.HistoryAnalysis\x12,\n\x08products\x18\x02 \x03(\x0b\x32\x1a.pantree.domain.v1.Product\x12,\n\x08insights\x18\x03 \x03(\x0b\x32\x1a.pantree.domain.v1.Insight\x12\x11\n\tarchetype\x18\x04 \x01(\t\x12\x12\n\nmax_offers\x18\x05 \x01(\x05\x12<\n\x10related_products\x18\x06 \x03(\x0b\x32\".pantree.domain.v1.RelatedProducts\x12\x1c\n\x14\x65xcluded_product_ids\x18\x07 \x03(\t\x12\x1c\n\x14\x61\x63tive_subscriptions\x18\x08 \x01(\x05\"u\n\x16RankCandidatesResponse\x12(\n\x06offers\x18\x01 \x03(\x0b\x32\x18.pantree.domain.v1.Offer\x12\x31\n\tscored_by\x18\x02 \x01(\x0e\x32\x1e.pantree.domain.v1.ScoringPath2\x93\x01\n\x15RecommendationService\x12z\n\x0eRankCandidates\x12\x30.pantree.recommendation.v1.RankCandidatesRequest\x1a\x31.pantree.recommendation.v1.RankCandidatesResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,9 +37,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECOMMENDATIONSERVICE'].methods_by_name['RankCandidates']._loaded_options = None
   _globals['_RECOMMENDATIONSERVICE'].methods_by_name['RankCandidates']._serialized_options = b'\220\002\001'
   _globals['_RANKCANDIDATESREQUEST']._serialized_start=184
-  _globals['_RANKCANDIDATESREQUEST']._serialized_end=454
-  _globals['_RANKCANDIDATESRESPONSE']._serialized_start=456
-  _globals['_RANKCANDIDATESRESPONSE']._serialized_end=573
-  _globals['_RECOMMENDATIONSERVICE']._serialized_start=576
-  _globals['_RECOMMENDATIONSERVICE']._serialized_end=723
+  _globals['_RANKCANDIDATESREQUEST']._serialized_end=514
+  _globals['_RANKCANDIDATESRESPONSE']._serialized_start=516
+  _globals['_RANKCANDIDATESRESPONSE']._serialized_end=633
+  _globals['_RECOMMENDATIONSERVICE']._serialized_start=636
+  _globals['_RECOMMENDATIONSERVICE']._serialized_end=783
 # @@protoc_insertion_point(module_scope)

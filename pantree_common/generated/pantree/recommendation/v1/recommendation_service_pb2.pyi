@@ -33,10 +33,16 @@ class RankCandidatesRequest(_message.Message):
     ARCHETYPE_FIELD_NUMBER: _builtins.int
     MAX_OFFERS_FIELD_NUMBER: _builtins.int
     RELATED_PRODUCTS_FIELD_NUMBER: _builtins.int
+    EXCLUDED_PRODUCT_IDS_FIELD_NUMBER: _builtins.int
+    ACTIVE_SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
     archetype: _builtins.str
     """Archetype of the shopper, as listed by ListArchetypes; empty when unknown."""
     max_offers: _builtins.int
     """Most offers to return, 1 to 100; the server default (10) when 0."""
+    active_subscriptions: _builtins.int
+    """Subscriptions the shopper already has, 0 to 10,000: with this response's offers they choose
+    the discount tier (PANTREE_DISCOUNT_TIERS).
+    """
     @_builtins.property
     def analysis(self) -> _analysis_pb2.HistoryAnalysis:
         """Repurchase statistics of the shopper's products (from the frequency step)."""
@@ -55,6 +61,12 @@ class RankCandidatesRequest(_message.Message):
         insight; at most 5,000 entries, product_id values unique and named in `products`.
         """
 
+    @_builtins.property
+    def excluded_product_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Products never to offer to this shopper (opted out, out of stock at their store); at most
+        5,000 ids of 1-64 characters. Ids not in `products` are allowed and ignored.
+        """
+
     def __init__(
         self,
         *,
@@ -64,10 +76,12 @@ class RankCandidatesRequest(_message.Message):
         archetype: _builtins.str = ...,
         max_offers: _builtins.int = ...,
         related_products: _abc.Iterable[_product_pb2.RelatedProducts] | None = ...,
+        excluded_product_ids: _abc.Iterable[_builtins.str] | None = ...,
+        active_subscriptions: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "archetype", b"archetype", "insights", b"insights", "max_offers", b"max_offers", "products", b"products", "related_products", b"related_products"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_subscriptions", b"active_subscriptions", "analysis", b"analysis", "archetype", b"archetype", "excluded_product_ids", b"excluded_product_ids", "insights", b"insights", "max_offers", b"max_offers", "products", b"products", "related_products", b"related_products"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
