@@ -196,7 +196,14 @@ class Pipeline:
             for item, matches in similar
         ]
         ranked = await self._rank(
-            history, analysis, (), request.archetype, request.max_offers, related
+            history,
+            analysis,
+            (),
+            request.archetype,
+            request.max_offers,
+            related,
+            excluded_product_ids=request.excluded_product_ids,
+            active_subscriptions=request.active_subscriptions,
         )
         return pb.RecommendResponse(
             offers=ranked.offers,
@@ -329,6 +336,9 @@ class Pipeline:
         archetype: str,
         max_offers: int,
         related: Sequence[product_pb2.RelatedProducts] = (),
+        *,
+        excluded_product_ids: Sequence[str] = (),
+        active_subscriptions: int = 0,
     ) -> recommendation_pb.RankCandidatesResponse:
         with step_errors("recommendation"):
             return await self._steps.recommendation.RankCandidates(
@@ -339,5 +349,7 @@ class Pipeline:
                     archetype=archetype,
                     max_offers=max_offers,
                     related_products=related,
+                    excluded_product_ids=excluded_product_ids,
+                    active_subscriptions=active_subscriptions,
                 )
             )

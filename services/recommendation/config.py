@@ -4,6 +4,7 @@ and the delivery intervals a shopper can choose from."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -12,13 +13,12 @@ from pantree_common.errors import ConfigError
 
 MAX_OFFERS = 100
 MAX_INTERVAL_DAYS = 365
+MAX_SUBSCRIPTIONS = 10_000
+"""Most active subscriptions a request may declare, and the highest tier threshold."""
 # Allowed range of each numeric setting, by field name.
 _BOUNDS: dict[str, tuple[float, float]] = {
     "default_max_offers": (1, MAX_OFFERS),
     "min_confidence": (0, 100),
-    "discount_percent": (0, 100),
-    "bulk_discount_percent": (0, 100),
-    "bulk_discount_min_offers": (1, MAX_OFFERS),
 }
 
 
@@ -36,22 +36,28 @@ class RecommendationConfig:
         "Products whose rhythm confidence (0-100) is below this are never offered.",
     )
     """Below this the rhythm is too shaky to promise deliveries on it."""
-    discount_percent: float = setting(
-        "PANTREE_DISCOUNT_PERCENT", 5.0, "Subscription discount in percent of the shelf price."
+    discount_tiers: str = setting(
+        "PANTREE_DISCOUNT_TIERS",
+        "0:5,5:15",
+        "Discount tiers, comma-separated SUBSCRIPTIONS:PERCENT: a shopper with at least "
+        "SUBSCRIPTIONS subscriptions (active ones plus this response's offers) gets PERCENT off "
+        "the shelf price; none below the lowest tier.",
     )
-    """The everyday Subscribe & Save discount."""
-    bulk_discount_percent: float = setting(
-        "PANTREE_BULK_DISCOUNT_PERCENT",
-        15.0,
-        "Discount in percent when at least PANTREE_BULK_DISCOUNT_MIN_OFFERS offers are made.",
+    """As Amazon Subscribe & Save: 5% on any subscription, 15% with 5 or more."""
+    never_subscribe_categories: str = setting(
+        "PANTREE_NEVER_SUBSCRIBE_CATEGORIES",
+        "",
+        "Comma-separated categories never offered (case-insensitive), on top of those the "
+        "catalog marks as not deliverable on a schedule (fresh bakery, deli).",
     )
-    """The larger discount that rewards subscribing to many products at once."""
-    bulk_discount_min_offers: int = setting(
-        "PANTREE_BULK_DISCOUNT_MIN_OFFERS",
-        5,
-        "Offers in one response from which the bulk discount applies.",
+    """A store's own policy: some aisles it will not put on a schedule."""
+    excluded_products: str = setting(
+        "PANTREE_EXCLUDED_PRODUCTS",
+        "",
+        "Comma-separated product ids never offered to anyone (discontinued, out of stock); "
+        "requests add their own with excluded_product_ids.",
     )
-    """As Amazon Subscribe & Save: 15% with 5 or more active subscriptions."""
+    """Store-wide exclusions; a shopper's opt-outs come with each request."""
     delivery_grid_days: str = setting(
         "PANTREE_DELIVERY_GRID_DAYS",
         "7,14,21,28,42,56,90,120,180",
@@ -70,6 +76,26 @@ class RecommendationConfig:
         """The delivery intervals, ascending and without duplicates."""
         return parse_grid(self.delivery_grid_days)
 
+    @cached_property
+    def tiers(self) -> tuple[tuple[int, float], ...]:
+        """(subscriptions, percent) pairs, ascending by subscriptions."""
+        return parse_tiers(self.discount_tiers)
+
+    @cached_property
+    def never_subscribe(self) -> frozenset[str]:
+        """Case-folded category names never offered."""
+        return frozenset(_names(self.never_subscribe_categories, str.casefold))
+
+    @cached_property
+    def excluded(self) -> frozenset[str]:
+        """Product ids never offered."""
+        return frozenset(_names(self.excluded_products))
+
+    def discount_percent(self, subscriptions: int) -> float:
+        """The percent of the highest tier the shopper reaches; 0 below the lowest."""
+        reached = [percent for minimum, percent in self.tiers if subscriptions >= minimum]
+        return reached[-1] if reached else 0.0
+
     def validate(self) -> None:
         """Reject values the ranking cannot work with, naming the variable to fix."""
         env_vars = {
@@ -80,10 +106,11 @@ class RecommendationConfig:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigError(f"{env_vars[name]} must be between {low} and {high}, got {value}")
-        try:
-            parse_grid(self.delivery_grid_days)
-        except ValueError as exc:
-            raise ConfigError(f"{env_vars['delivery_grid_days']} {exc}") from None
+        for name, parse in (("delivery_grid_days", parse_grid), ("discount_tiers", parse_tiers)):
+            try:
+                parse(getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(f"{env_vars[name]} {exc}") from None
 
 
 def parse_grid(text: str) -> tuple[int, ...]:
@@ -95,3 +122,30 @@ def parse_grid(text: str) -> tuple[int, ...]:
     if days[0] < 1 or days[-1] > MAX_INTERVAL_DAYS:
         raise ValueError(f"must hold days from 1 to {MAX_INTERVAL_DAYS}, got {text!r}")
     return tuple(days)
+
+
+def parse_tiers(text: str) -> tuple[tuple[int, float], ...]:
+    """(subscriptions, percent) pairs from "0:5,5:15", ascending; ValueError if bad."""
+    tiers: dict[int, float] = {}
+    for part in text.split(","):
+        minimum, colon, percent = part.partition(":")
+        try:
+            tier = (int(minimum), float(percent))
+        except ValueError:
+            tier = None
+        if not colon or tier is None:
+            raise ValueError(f"must be comma-separated SUBSCRIPTIONS:PERCENT pairs, got {text!r}")
+        if not (0 <= tier[0] <= MAX_SUBSCRIPTIONS and 0 <= tier[1] <= 100):
+            raise ValueError(
+                f"needs subscriptions from 0 to {MAX_SUBSCRIPTIONS} and percents from 0 to 100, "
+                f"got {part.strip()!r}"
+            )
+        if tier[0] in tiers:
+            raise ValueError(f"names {tier[0]} subscriptions twice in {text!r}")
+        tiers[tier[0]] = tier[1]
+    return tuple(sorted(tiers.items()))
+
+
+def _names(text: str, fold: Callable[[str], str] = str.strip) -> list[str]:
+    """The non-empty entries of a comma-separated list, stripped (and folded)."""
+    return [fold(part.strip()) for part in text.split(",") if part.strip()]

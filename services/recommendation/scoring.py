@@ -13,10 +13,15 @@ from pantree.domain.v1 import analysis_pb2, offer_pb2, product_pb2
 from pantree.recommendation.v1 import recommendation_service_pb2 as recommendation_pb2
 
 from pantree_common.domain import catalog, dates
-from pantree_common.domain.history import check_products, check_text
+from pantree_common.domain.history import MAX_ID_CHARS, check_products, check_text
 from pantree_common.domain.reasons import MAX_REASONING_CHARS, close_matches, rhythm_sentence
 from pantree_common.errors import Collector
-from services.recommendation.config import MAX_INTERVAL_DAYS, MAX_OFFERS, RecommendationConfig
+from services.recommendation.config import (
+    MAX_INTERVAL_DAYS,
+    MAX_OFFERS,
+    MAX_SUBSCRIPTIONS,
+    RecommendationConfig,
+)
 from services.recommendation.features import COLD_START_PURCHASE_DAYS
 from services.recommendation.model import SubscriptionModel
 
@@ -25,6 +30,7 @@ RECENCY_SHARE = 0.2
 whether there is a rhythm, recency whether the shopper still keeps it: of two equally regular
 products, the overdue one (perhaps dropped) ranks lower."""
 MAX_RELATED = 10
+MAX_EXCLUDED = 5_000
 MAX_MATCHES = 50
 _LAST_EPOCH_DAY = dates.to_epoch_day(dt.date.max)
 # Statistics the ranking reads, with their allowed ranges; anything else would make a nonsense
@@ -94,6 +100,7 @@ def validate_rank_request(request: recommendation_pb2.RankCandidatesRequest) -> 
             errors.add(
                 f"{path}.matches", f"at most {MAX_MATCHES} matches, got {len(related.matches)}"
             )
+    check_offer_rules(errors, request.excluded_product_ids, request.active_subscriptions)
     if request.max_offers != 0 and not 1 <= request.max_offers <= MAX_OFFERS:
         errors.add(
             "max_offers",
@@ -101,6 +108,27 @@ def validate_rank_request(request: recommendation_pb2.RankCandidatesRequest) -> 
         )
     catalog.check_archetype(errors, request.archetype, required=False)
     errors.raise_if_any()
+
+
+def check_offer_rules(
+    errors: Collector, excluded_product_ids: Sequence[str], active_subscriptions: int
+) -> None:
+    """The shopper's own offer rules, as RankCandidates and Recommend both take them."""
+    if len(excluded_product_ids) > MAX_EXCLUDED:
+        errors.add(
+            "excluded_product_ids",
+            f"at most {MAX_EXCLUDED:,} ids, got {len(excluded_product_ids):,}",
+        )
+    else:
+        for i, product_id in enumerate(excluded_product_ids):
+            check_text(
+                errors, product_id, f"excluded_product_ids[{i}]", MAX_ID_CHARS, required=True
+            )
+    if not 0 <= active_subscriptions <= MAX_SUBSCRIPTIONS:
+        errors.add(
+            "active_subscriptions",
+            f"must be from 0 to {MAX_SUBSCRIPTIONS:,}, got {active_subscriptions}",
+        )
 
 
 def _check_product_id(
@@ -177,10 +205,12 @@ def rank(
     insights = {insight.product_id: insight for insight in request.insights}
     related = {entry.product_id: entry.matches for entry in request.related_products}
     judged, path = _judgements(request, products, model)
+    excluded = config.excluded.union(request.excluded_product_ids)
     eligible = [
         item
         for item in request.analysis.items
-        if _eligible(
+        if item.product_id not in excluded
+        and _eligible(
             item,
             judged[item.product_id],
             products[item.product_id],
@@ -190,8 +220,7 @@ def rank(
     ]
     eligible.sort(key=lambda item: (-judged[item.product_id].score, item.product_id))
     kept = eligible[: request.max_offers or config.default_max_offers]
-    bulk = len(kept) >= config.bulk_discount_min_offers
-    discount = config.bulk_discount_percent if bulk else config.discount_percent
+    discount = config.discount_percent(request.active_subscriptions + len(kept))
     grid = config.grid
     offers = [
         _offer(
@@ -218,8 +247,10 @@ def _eligible(
     config: RecommendationConfig,
 ) -> bool:
     """A rhythm worth promising on a product a store delivers (fresh bread is not)."""
-    subscribable = catalog.active_catalog().subscribable(
-        product.category or (insight.category if insight else "")
+    category = product.category or (insight.category if insight else "")
+    subscribable = (
+        catalog.active_catalog().subscribable(category)
+        and category.casefold() not in config.never_subscribe
     )
     confident = judgement.confidence >= config.min_confidence
     return item.meets_minimum_purchases and confident and subscribable
@@ -284,4 +315,5 @@ def _offer(
         related_products=(insight.related_products if insight else close_matches(product, similar)),
         insight_source=insight.source if insight else offer_pb2.INSIGHT_SOURCE_UNSPECIFIED,
         cold_start=item.purchase_days < COLD_START_PURCHASE_DAYS,
+        interval_snap_error_days=interval - predicted,
     )

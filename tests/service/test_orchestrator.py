@@ -279,6 +279,31 @@ async def test_recommend_ranks_the_rhythmic_items(mesh: Mesh) -> None:
     assert response.analysis.items[0].product_id == "p-1001"
 
 
+async def test_recommend_honours_exclusions_and_active_subscriptions(mesh: Mesh) -> None:
+    plain = await mesh.orchestrator.Recommend(
+        pb.RecommendRequest(history=rhythmic_history()), timeout=10
+    )
+    ruled = await mesh.orchestrator.Recommend(
+        pb.RecommendRequest(
+            history=rhythmic_history(), excluded_product_ids=["p-1001"], active_subscriptions=9
+        ),
+        timeout=10,
+    )
+    offered = [o.product.product_id for o in plain.offers]
+    assert offered[0] == "p-1001"
+    assert [o.product.product_id for o in ruled.offers] == offered[1:]
+    assert {o.discount_percent for o in ruled.offers} == {15.0}
+    for offer in ruled.offers:
+        snapped = offer.delivery_interval_days - offer.predicted_interval_days
+        assert offer.interval_snap_error_days == pytest.approx(snapped)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mesh.orchestrator.Recommend(
+            pb.RecommendRequest(history=rhythmic_history(), excluded_product_ids=[""]), timeout=10
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "excluded_product_ids[0]" in (caught.value.details() or "")
+
+
 async def test_health_reports_every_step_serving(mesh: Mesh) -> None:
     for service in mesh.server.services:
         assert await mesh.health_of(service.name) == SERVING

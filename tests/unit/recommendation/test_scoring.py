@@ -58,6 +58,7 @@ def request(
     insights: list[offer_pb2.Insight] | None = None,
     max_offers: int = 0,
     archetype: str = "",
+    **rules: Any,
 ) -> recommendation_pb2.RankCandidatesRequest:
     return recommendation_pb2.RankCandidatesRequest(
         analysis=analysis_pb2.HistoryAnalysis(as_of_epoch_day=AS_OF, min_purchases=2, items=items),
@@ -65,6 +66,7 @@ def request(
         insights=insights or [],
         max_offers=max_offers,
         archetype=archetype,
+        **rules,
     )
 
 
@@ -196,12 +198,48 @@ def test_max_offers_caps_the_list_and_0_means_the_configured_default() -> None:
     assert len(ranked_ids(request(items), RecommendationConfig(default_max_offers=4))) == 4
 
 
-def test_the_bulk_discount_starts_at_five_offers() -> None:
+def test_the_bulk_discount_starts_at_five_subscriptions_counting_this_responses_offers() -> None:
     items = [item(f"p{i}") for i in range(5)]
     four = rank(request(items, max_offers=4), CONFIG).offers
     five = rank(request(items, max_offers=5), CONFIG).offers
+    two_plus_three = rank(request(items, max_offers=2, active_subscriptions=3), CONFIG).offers
     assert {o.discount_percent for o in four} == {5.0}
     assert {o.discount_percent for o in five} == {15.0}
+    assert {o.discount_percent for o in two_plus_three} == {15.0}
+
+
+def test_below_the_lowest_tier_an_offer_saves_nothing() -> None:
+    config = RecommendationConfig(discount_tiers="2:10")
+    [offer] = rank(request([item("a")]), config).offers
+    assert (offer.discount_percent, offer.savings_per_delivery_usd, offer.yearly_savings_usd) == (
+        0.0,
+        0.0,
+        0.0,
+    )
+
+
+def test_excluded_products_from_the_request_and_the_store_are_never_offered() -> None:
+    items = [item(name) for name in ("a", "b", "c", "d")]
+    config = RecommendationConfig(excluded_products="b")
+    message = request(items, excluded_product_ids=["c", "not-in-history"])
+    assert ranked_ids(message, config) == ["a", "d"]
+
+
+def test_never_subscribe_categories_are_left_out_case_insensitively() -> None:
+    items = [item("bread"), item("milk")]
+    products = [product("bread", "Bakery Bread"), product("milk", "dairy")]
+    config = RecommendationConfig(never_subscribe_categories="bakery bread")
+    assert ranked_ids(request(items, products=products), config) == ["milk"]
+    assert sorted(ranked_ids(request(items, products=products))) == ["bread", "milk"]
+
+
+def test_bad_offer_rules_name_their_fields() -> None:
+    too_many = request([item("a")], excluded_product_ids=["x"] * 5_001)
+    assert violations(too_many) == ["excluded_product_ids"]
+    blank = request([item("a")], excluded_product_ids=["ok", " ", "y" * 129])
+    assert violations(blank) == ["excluded_product_ids[1]", "excluded_product_ids[2]"]
+    assert violations(request([item("a")], active_subscriptions=-1)) == ["active_subscriptions"]
+    assert violations(request([item("a")], active_subscriptions=10_001)) == ["active_subscriptions"]
 
 
 # --- intervals, quantities, savings ---------------------------------------------------------
@@ -235,6 +273,7 @@ def test_an_offer_computed_by_hand() -> None:
     [offer] = rank(message, CONFIG).offers
     assert offer.predicted_interval_days == 13
     assert offer.delivery_interval_days == 14
+    assert offer.interval_snap_error_days == 1.0  # delivered every 14 days for a 13-day rhythm
     assert offer.quantity_per_delivery == 2.0  # 0.15 x 14 = 2.1 -> whole units
     assert offer.discount_percent == 5.0
     assert offer.savings_per_delivery_usd == 0.39  # 3.89 x 2 x 5% = 0.389

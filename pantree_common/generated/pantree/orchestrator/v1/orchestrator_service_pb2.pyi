@@ -364,7 +364,7 @@ class RecommendRequest(_message.Message):
     @_builtins.property
     def excluded_product_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Products never to offer to this shopper (opted out, out of stock at their store); at most
-        5,000 ids of 1-64 characters.
+        5,000 ids of 1-128 characters.
         """
 
     def __init__(

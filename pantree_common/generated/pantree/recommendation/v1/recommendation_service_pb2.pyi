@@ -64,7 +64,7 @@ class RankCandidatesRequest(_message.Message):
     @_builtins.property
     def excluded_product_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Products never to offer to this shopper (opted out, out of stock at their store); at most
-        5,000 ids of 1-64 characters. Ids not in `products` are allowed and ignored.
+        5,000 ids of 1-128 characters. Ids not in `products` are allowed and ignored.
         """
 
     def __init__(
