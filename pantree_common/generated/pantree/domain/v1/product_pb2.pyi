@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -17,6 +18,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ProductRelation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProductRelationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProductRelation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRODUCT_RELATION_UNSPECIFIED: _ProductRelation.ValueType  # 0
+    """Not set: a result of a similarity search, as the vectors step returns them."""
+    PRODUCT_RELATION_SIMILAR: _ProductRelation.ValueType  # 1
+    """Its name and category read alike; `similarity` says how much."""
+    PRODUCT_RELATION_BOUGHT_TOGETHER: _ProductRelation.ValueType  # 2
+    """Households that rebuy the one also rebuy the other (co-purchase statistics of the catalog);
+    `co_purchase_share` says how often.
+    """
+
+class ProductRelation(_ProductRelation, metaclass=_ProductRelationEnumTypeWrapper):
+    """Why a product is shown next to another one."""
+
+PRODUCT_RELATION_UNSPECIFIED: ProductRelation.ValueType  # 0
+"""Not set: a result of a similarity search, as the vectors step returns them."""
+PRODUCT_RELATION_SIMILAR: ProductRelation.ValueType  # 1
+"""Its name and category read alike; `similarity` says how much."""
+PRODUCT_RELATION_BOUGHT_TOGETHER: ProductRelation.ValueType  # 2
+"""Households that rebuy the one also rebuy the other (co-purchase statistics of the catalog);
+`co_purchase_share` says how often.
+"""
+Global___ProductRelation: _TypeAlias = ProductRelation  # noqa: Y015
 
 @_typing.final
 class Product(_message.Message):
@@ -108,14 +137,24 @@ Global___SeedItem: _TypeAlias = SeedItem  # noqa: Y015
 
 @_typing.final
 class ProductMatch(_message.Message):
-    """A product found by similarity search, with its score."""
+    """A product found by similarity search or co-purchase statistics, with its score."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     PRODUCT_FIELD_NUMBER: _builtins.int
     SIMILARITY_FIELD_NUMBER: _builtins.int
+    RELATION_FIELD_NUMBER: _builtins.int
+    CO_PURCHASE_SHARE_FIELD_NUMBER: _builtins.int
     similarity: _builtins.float
-    """Cosine similarity between the query and the product, from -1 to 1 (higher is closer)."""
+    """Cosine similarity between the query and the product, from -1 to 1 (higher is closer); 0 for
+    a product related by co-purchase only.
+    """
+    relation: Global___ProductRelation.ValueType
+    """Why the product matched; unspecified in similarity-search results."""
+    co_purchase_share: _builtins.float
+    """Share of the households rebuying the query product that also rebuy this one, from 0 to 1;
+    0 unless relation is PRODUCT_RELATION_BOUGHT_TOGETHER.
+    """
     @_builtins.property
     def product(self) -> Global___Product:
         """The matching catalog product."""
@@ -125,10 +164,12 @@ class ProductMatch(_message.Message):
         *,
         product: Global___Product | None = ...,
         similarity: _builtins.float = ...,
+        relation: Global___ProductRelation.ValueType = ...,
+        co_purchase_share: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product", "similarity", b"similarity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["co_purchase_share", b"co_purchase_share", "product", b"product", "relation", b"relation", "similarity", b"similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
