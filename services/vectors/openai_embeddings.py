@@ -23,23 +23,13 @@ import tenacity
 from numpy.typing import NDArray
 
 from pantree_common.errors import ConfigError, FailedPrecondition, Unavailable
+from pantree_common.retry import Backoff, Retryable, log_retry, retry_after_s, retryable_status
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 50
 PROBE_TEXT = "whole milk 1 gallon"
-_RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
-_MAX_RETRY_AFTER_S = 30.0
 _EXCERPT_CHARS = 300
-
-
-class _Retryable(Exception):
-    """A failure that another attempt may not have (busy, restarting or unreachable)."""
-
-    def __init__(self, detail: str, retry_after_s: float | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.retry_after_s = retry_after_s
 
 
 def embeddings_endpoint(base_url: str) -> str:
@@ -83,7 +73,7 @@ class OpenAIEmbedder:
         self._input_type = input_type
         self._timeout_s = timeout_s
         self._attempts = attempts
-        self._jitter = tenacity.wait_random_exponential(multiplier=backoff_s, max=max_backoff_s)
+        self._backoff = Backoff(backoff_s, max_backoff_s)
         self.dimensions = 0
         self.dimensions = int(self._request([PROBE_TEXT]).shape[1])
 
@@ -104,39 +94,20 @@ class OpenAIEmbedder:
             payload["input_type"] = self._input_type
         body = json.dumps(payload).encode("utf-8")
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Retryable),
+            retry=tenacity.retry_if_exception_type(Retryable),
             stop=tenacity.stop_after_attempt(self._attempts),
-            wait=self._wait,
-            before_sleep=self._log_retry,
+            wait=self._backoff,
+            before_sleep=log_retry(log, f"embeddings endpoint {self.endpoint}", self._attempts),
             reraise=True,
         )
         try:
             answer = retrying(self._post, body)
-        except _Retryable as error:
+        except Retryable as error:
             raise Unavailable(
                 f"embeddings endpoint {self.endpoint}: {error.detail} "
                 f"(gave up after {self._attempts} attempts)"
             ) from error
         return self._parse(answer, len(texts))
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        delay = float(self._jitter(state))
-        error = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(error, _Retryable) and error.retry_after_s is not None:
-            delay = max(delay, min(error.retry_after_s, _MAX_RETRY_AFTER_S))
-        return delay
-
-    def _log_retry(self, state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome is not None else None
-        wait = state.next_action.sleep if state.next_action is not None else 0.0
-        log.warning(
-            "embeddings endpoint %s: %s; attempt %d of %d, retrying in %.2f s",
-            self.endpoint,
-            error,
-            state.attempt_number,
-            self._attempts,
-            wait,
-        )
 
     def _post(self, body: bytes) -> Any:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -150,7 +121,7 @@ class OpenAIEmbedder:
             raise self._http_error(error) from error
         except (OSError, http.client.HTTPException) as error:  # refused, reset, timed out
             reason = getattr(error, "reason", None) or error
-            raise _Retryable(f"cannot reach it: {reason}") from error
+            raise Retryable(f"cannot reach it: {reason}") from error
         try:
             return json.loads(raw)
         except ValueError as error:
@@ -166,8 +137,8 @@ class OpenAIEmbedder:
         except OSError:
             said = ""
         answer = f"HTTP {status} {error.reason}" + (f": {said}" if said else "")
-        if status in _RETRYABLE_STATUS or status >= 500:
-            return _Retryable(answer, _retry_after_s(error.headers.get("Retry-After")))
+        if retryable_status(status):
+            return Retryable(answer, retry_after_s(error.headers.get("Retry-After")))
         if status in (401, 403):
             key = "set" if self._api_key else "not set"
             return ConfigError(
@@ -238,11 +209,3 @@ def _error_message(raw: bytes) -> str:
 def _excerpt(raw: bytes) -> str:
     text = raw.decode("utf-8", errors="replace").strip()
     return text[:_EXCERPT_CHARS] + ("..." if len(text) > _EXCERPT_CHARS else "")
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Seconds of a Retry-After header (the HTTP-date form is ignored)."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import base64
-import json
 import socket
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +17,7 @@ from pantree_common.errors import ConfigError, FailedPrecondition, Unavailable
 from services.vectors.config import VectorsConfig
 from services.vectors.embedders import collection_prefix, load_embedder
 from services.vectors.openai_embeddings import OpenAIEmbedder, embeddings_endpoint
+from tests.openai_server import FakeOpenAI, Reply, serve_openai
 
 DIMENSIONS = 12
 MODEL = "nvidia/nv-embedqa-e5-v5"
@@ -35,99 +32,42 @@ def fake_vector(text: str) -> list[float]:
 
 
 @dataclass
-class Reply:
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
+class Embeddings:
+    """The embeddings endpoint's normal answer: a fake vector per input, rows in reverse."""
 
-
-@dataclass
-class FakeEndpoint:
-    """What the server was asked, and the replies to give before answering normally."""
-
-    url: str
-    replies: list[Reply] = field(default_factory=list)
-    requests: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
     base64: bool = False
 
-    @property
-    def inputs(self) -> list[list[str]]:
-        return [body["input"] for _, _, body in self.requests]
+    def __call__(self, path: str, body: dict[str, Any]) -> Reply:
+        if path != "/v1/embeddings":
+            return Reply(404, {"detail": "Not Found"})
+        if body.get("model") != MODEL:
+            return Reply(
+                404, {"error": {"message": f"The model `{body.get('model')}` does not exist"}}
+            )
+        data = [
+            {"object": "embedding", "index": i, "embedding": self.encode(fake_vector(text))}
+            for i, text in enumerate(body["input"])
+        ]
+        data.reverse()  # the index, not the position, says which input a row belongs to
+        return Reply(200, {"object": "list", "data": data, "model": MODEL, "usage": {}})
 
-
-class _QuietServer(ThreadingHTTPServer):
-    """A client that gave up (the timeout tests) leaves the reply with nobody to read it."""
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
+    def encode(self, vector: list[float]) -> Any:
+        if self.base64:
+            return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+        return vector
 
 
 @pytest.fixture
-def endpoint() -> Iterator[FakeEndpoint]:
-    state = FakeEndpoint(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers["Content-Length"])
-            body = json.loads(self.rfile.read(length))
-            state.requests.append((self.path, dict(self.headers.items()), body))
-            if state.replies:
-                reply = state.replies.pop(0)
-                time.sleep(reply.delay_s)
-                self.send(reply.status, reply.body, reply.headers)
-                return
-            if self.path != "/v1/embeddings":
-                self.send(404, {"detail": "Not Found"})
-                return
-            if body.get("model") != MODEL:
-                error = {"message": f"The model `{body.get('model')}` does not exist"}
-                self.send(404, {"error": error})
-                return
-            data = [
-                {
-                    "object": "embedding",
-                    "index": i,
-                    "embedding": self.encode(fake_vector(text)),
-                }
-                for i, text in enumerate(body["input"])
-            ]
-            data.reverse()  # the index, not the position, says which input a row belongs to
-            self.send(200, {"object": "list", "data": data, "model": MODEL, "usage": {}})
-
-        def encode(self, vector: list[float]) -> Any:
-            if state.base64:
-                return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-            return vector
-
-        def send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = _QuietServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def endpoint() -> Iterator[FakeOpenAI]:
+    with serve_openai(Embeddings()) as server:
+        yield server
 
 
-def connect(endpoint: FakeEndpoint, **options: Any) -> OpenAIEmbedder:
+def inputs(endpoint: FakeOpenAI) -> list[list[str]]:
+    return [body["input"] for _, _, body in endpoint.requests]
+
+
+def connect(endpoint: FakeOpenAI, **options: Any) -> OpenAIEmbedder:
     options = {"backoff_s": 0.01, "max_backoff_s": 0.05, **options}
     return OpenAIEmbedder(endpoint.url, MODEL, **options)
 
@@ -149,7 +89,7 @@ def test_endpoint_url_with_or_without_v1() -> None:
     assert embeddings_endpoint("https://x/api/v1") == "https://x/api/v1/embeddings"
 
 
-def test_dimensions_come_from_a_probe_and_rows_follow_the_index(endpoint: FakeEndpoint) -> None:
+def test_dimensions_come_from_a_probe_and_rows_follow_the_index(endpoint: FakeOpenAI) -> None:
     embedder = connect(endpoint)
     assert (embedder.name, embedder.dimensions) == (f"openai-{MODEL}", DIMENSIONS)
     assert collection_prefix(embedder) == "pantree_openai_nvidia_nv_embedqa_e5_v5"
@@ -165,37 +105,37 @@ def test_dimensions_come_from_a_probe_and_rows_follow_the_index(endpoint: FakeEn
     assert headers["Content-Type"] == "application/json"
 
 
-def test_base_url_ending_in_v1(endpoint: FakeEndpoint) -> None:
+def test_base_url_ending_in_v1(endpoint: FakeOpenAI) -> None:
     embedder = OpenAIEmbedder(f"{endpoint.url}/v1/", MODEL)
     assert embedder.embed(["milk"]).shape == (1, DIMENSIONS)
     assert {path for path, _, _ in endpoint.requests} == {"/v1/embeddings"}
 
 
-def test_inputs_are_sent_in_chunks_and_blank_texts_are_not_sent(endpoint: FakeEndpoint) -> None:
+def test_inputs_are_sent_in_chunks_and_blank_texts_are_not_sent(endpoint: FakeOpenAI) -> None:
     embedder = connect(endpoint, batch_size=2)
     texts = ["a1", "", "b2", "c3", "  ", "d4", "e5"]
     vectors = embedder.embed(texts)
-    assert endpoint.inputs[1:] == [["a1", "b2"], ["c3", "d4"], ["e5"]]
+    assert inputs(endpoint)[1:] == [["a1", "b2"], ["c3", "d4"], ["e5"]]
     assert not vectors[1].any() and not vectors[4].any()
     np.testing.assert_allclose(vectors[6], unit(fake_vector("e5")), rtol=1e-6)
     assert embedder.embed([]).shape == (0, DIMENSIONS)
 
 
-def test_key_and_input_type_are_sent_when_set(endpoint: FakeEndpoint) -> None:
+def test_key_and_input_type_are_sent_when_set(endpoint: FakeOpenAI) -> None:
     connect(endpoint, api_key="nvapi-secret", input_type="passage")
     _, headers, body = endpoint.requests[0]
     assert headers["Authorization"] == "Bearer nvapi-secret"
     assert body["input_type"] == "passage"
 
 
-def test_base64_rows_are_decoded(endpoint: FakeEndpoint) -> None:
-    endpoint.base64 = True
+def test_base64_rows_are_decoded(endpoint: FakeOpenAI) -> None:
+    endpoint.answer = Embeddings(base64=True)
     vectors = connect(endpoint).embed(["oat milk"])
     np.testing.assert_allclose(vectors[0], unit(fake_vector("oat milk")), rtol=1e-6)
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_refused_key_is_a_config_error_without_retries(endpoint: FakeEndpoint, status: int) -> None:
+def test_refused_key_is_a_config_error_without_retries(endpoint: FakeOpenAI, status: int) -> None:
     endpoint.replies.append(Reply(status, {"error": {"message": "Invalid API key"}}))
     with pytest.raises(ConfigError) as raised:
         connect(endpoint, api_key="wrong")
@@ -205,7 +145,7 @@ def test_refused_key_is_a_config_error_without_retries(endpoint: FakeEndpoint, s
     assert len(endpoint.requests) == 1
 
 
-def test_unknown_model_names_the_settings(endpoint: FakeEndpoint) -> None:
+def test_unknown_model_names_the_settings(endpoint: FakeOpenAI) -> None:
     with pytest.raises(ConfigError) as raised:
         OpenAIEmbedder(endpoint.url, "no-such-model", backoff_s=0.01)
     message = raised.value.message
@@ -213,7 +153,7 @@ def test_unknown_model_names_the_settings(endpoint: FakeEndpoint) -> None:
     assert "PANTREE_EMBEDDINGS_MODEL ('no-such-model')" in message
 
 
-def test_other_client_errors_say_what_the_endpoint_said(endpoint: FakeEndpoint) -> None:
+def test_other_client_errors_say_what_the_endpoint_said(endpoint: FakeOpenAI) -> None:
     embedder = connect(endpoint)
     said = {"object": "error", "message": "input_type is required for this model"}
     endpoint.replies.append(Reply(400, said))
@@ -222,7 +162,7 @@ def test_other_client_errors_say_what_the_endpoint_said(endpoint: FakeEndpoint) 
     assert len(endpoint.requests) == 2  # the probe, then one try
 
 
-def test_busy_endpoint_is_retried_honouring_retry_after(endpoint: FakeEndpoint) -> None:
+def test_busy_endpoint_is_retried_honouring_retry_after(endpoint: FakeOpenAI) -> None:
     embedder = connect(endpoint)
     endpoint.replies += [
         Reply(429, {"error": {"message": "Rate limit reached"}}, {"Retry-After": "0.2"}),
@@ -235,7 +175,7 @@ def test_busy_endpoint_is_retried_honouring_retry_after(endpoint: FakeEndpoint) 
     assert len(endpoint.requests) == 4
 
 
-def test_failing_endpoint_is_unavailable_after_a_few_attempts(endpoint: FakeEndpoint) -> None:
+def test_failing_endpoint_is_unavailable_after_a_few_attempts(endpoint: FakeOpenAI) -> None:
     embedder = connect(endpoint, attempts=3)
     endpoint.replies += [Reply(500, {"detail": "CUDA out of memory"})] * 5
     with pytest.raises(Unavailable) as raised:
@@ -246,7 +186,7 @@ def test_failing_endpoint_is_unavailable_after_a_few_attempts(endpoint: FakeEndp
     assert len(endpoint.requests) == 1 + 3
 
 
-def test_slow_endpoint_times_out_and_is_unavailable(endpoint: FakeEndpoint) -> None:
+def test_slow_endpoint_times_out_and_is_unavailable(endpoint: FakeOpenAI) -> None:
     embedder = connect(endpoint, attempts=2, timeout_s=0.2)
     endpoint.replies += [Reply(200, {"data": []}, delay_s=1.0)] * 2
     with pytest.raises(Unavailable, match=r"cannot reach it: .*timed out"):
@@ -271,14 +211,14 @@ def test_nothing_listening_is_unavailable() -> None:
         ({"data": [{"index": 0, "embedding": [1.0, 2.0]}]}, r"shape \(1, 2\), expected \(1, 12\)"),
     ],
 )
-def test_malformed_answers_are_reported(endpoint: FakeEndpoint, body: Any, why: str) -> None:
+def test_malformed_answers_are_reported(endpoint: FakeOpenAI, body: Any, why: str) -> None:
     embedder = connect(endpoint)
     endpoint.replies.append(Reply(200, body))
     with pytest.raises(FailedPrecondition, match=why):
         embedder.embed(["milk"])
 
 
-def test_factory_builds_it_from_the_settings(endpoint: FakeEndpoint) -> None:
+def test_factory_builds_it_from_the_settings(endpoint: FakeOpenAI) -> None:
     config = config_loader.load(
         VectorsConfig,
         {
@@ -294,7 +234,7 @@ def test_factory_builds_it_from_the_settings(endpoint: FakeEndpoint) -> None:
     assert isinstance(embedder, OpenAIEmbedder)
     assert (embedder.dimensions, embedder.batch_size) == (DIMENSIONS, 3)
     embedder.embed(["a", "b", "c", "d"])
-    assert endpoint.inputs[1:] == [["a", "b", "c"], ["d"]]
+    assert inputs(endpoint)[1:] == [["a", "b", "c"], ["d"]]
     _, headers, body = endpoint.requests[-1]
     assert headers["Authorization"] == "Bearer nvapi-secret" and body["input_type"] == "query"
 
