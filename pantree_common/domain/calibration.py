@@ -113,6 +113,9 @@ class Calibration:
     """Per category, its most rebought product ids, best first."""
     window_days: int = 365
     """Length of the real data's observation window, in days (what simulate-check mirrors)."""
+    bought_together: Mapping[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    """Per product id, products of other categories that its rebuying households also rebuy,
+    best first, each with the share of those households that do (0-1)."""
 
     def rhythm(self, category: str, archetype: str) -> Rhythm | None:
         """The archetype's rhythm for the category, else every household's, else None."""
@@ -146,6 +149,9 @@ class Calibration:
             "archetype_categories": {k: list(v) for k, v in self.archetype_categories.items()},
             "related_categories": {k: list(v) for k, v in self.related_categories.items()},
             "popular_products": {k: list(v) for k, v in self.popular_products.items()},
+            "bought_together": {
+                k: [[pid, share] for pid, share in v] for k, v in self.bought_together.items()
+            },
         }
 
     @classmethod
@@ -175,6 +181,10 @@ class Calibration:
             tuples("related_categories"),
             tuples("popular_products"),
             int(data.get("window_days", 365)),
+            {
+                str(k): tuple((str(pid), float(share)) for pid, share in v)
+                for k, v in data.get("bought_together", {}).items()
+            },
         )
 
 

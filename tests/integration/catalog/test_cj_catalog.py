@@ -77,6 +77,19 @@ def test_every_archetype_has_rhythms_and_typical_categories(built: Catalog) -> N
     assert all(pid in built.by_id for pid in calibration.popular_products["EGGS"])
 
 
+def test_products_list_what_their_households_also_rebuy_in_other_categories(
+    built: Catalog,
+) -> None:
+    milk = built.resolve("milk")
+    assert milk is not None
+    together = built.calibration.bought_together[milk.product_id]
+
+    assert len(together) == 5
+    assert all(built.by_id[pid].category != milk.category for pid, _ in together)
+    assert all(0 < share <= 1 for _, share in together)
+    assert len(built.calibration.bought_together) > 5000, "every product 5+ households rebuy"
+
+
 def test_a_simulated_shopper_buys_real_products_at_real_rhythms(built: Catalog) -> None:
     spec = seed_spec(
         customer_id="cj-shopper",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,17 @@ def test_the_file_round_trips_every_product_category_and_rhythm(tmp_path: Path) 
     assert dict(loaded.calibration.rhythms) == dict(builtin.calibration.rhythms)
     assert loaded.calibration.archetype_categories == builtin.calibration.archetype_categories
     assert not list(tmp_path.glob("*.partial")), "the write is atomic"
+
+
+def test_bought_together_lists_round_trip_and_older_files_have_none() -> None:
+    builtin = builtin_catalog()
+    lists = {"p-1001": (("p-1101", 0.42), ("p-1202", 0.3))}
+    calibration = replace(builtin.calibration, bought_together=lists)
+    data = replace(builtin, calibration=calibration).to_json()
+
+    assert Catalog.from_json(data).calibration.bought_together == lists
+    del data["calibration"]["bought_together"]
+    assert Catalog.from_json(data).calibration.bought_together == {}
 
 
 @pytest.mark.parametrize(
