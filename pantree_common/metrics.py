@@ -40,6 +40,27 @@ SIMILAR_LOOKUPS = Counter(
     "Similar-product lookups by query text, by whether cached neighbours answered them.",
     ["result"],
 )
+INSIGHTS = Counter(
+    "pantree_insights_total",
+    "Insights returned by the insights step, by the path that produced them (fallback or llm).",
+    ["source"],
+)
+LLM_FALLBACKS = Counter(
+    "pantree_llm_fallbacks_total",
+    "Candidates the language model was asked about that kept their rule-based insight, by "
+    "reason (a rejected reply, a failed call, the deadline or the rate limit).",
+    ["reason"],
+)
+LLM_CACHE_LOOKUPS = Counter(
+    "pantree_llm_cache_lookups_total",
+    "Language-model prompts looked up in the reply cache, by hit or miss.",
+    ["result"],
+)
+SKIPPED_STEPS = Counter(
+    "pantree_skipped_steps_total",
+    "Optional step calls the orchestrator went on without, by step and status code.",
+    ["step", "code"],
+)
 
 
 def split_method(method: str) -> tuple[str, str]:

@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -24,6 +25,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pantree.domain.v1 import analysis_pb2, product_pb2
+from pantree.insights.v1 import insights_service_pb2 as insights_pb
 from pantree.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb
 from pantree.orchestrator.v1.orchestrator_service_pb2_grpc import OrchestratorServiceStub
 from rich.console import Console
@@ -34,8 +37,11 @@ import pantree_common
 from pantree_common import config as config_loader
 from pantree_common.client import create_channel
 from pantree_common.descriptors import SERVICES
-from pantree_common.domain.catalog import catalog_file, open_catalog
+from pantree_common.domain.catalog import builtin_catalog, catalog_file, open_catalog
 from pantree_common.errors import ConfigError, PantreeError
+from services.insights.fallback import enrich
+from services.insights.llm import Rejection
+from services.insights.llm_insights import connect
 from services.mesh import STEPS, MeshConfig
 from services.vectors.config import VectorsConfig
 from services.vectors.embedders import collection_prefix, load_embedder, resolve_embedder
@@ -353,6 +359,63 @@ async def check_catalog(config: MeshConfig) -> CheckResult:
     return CheckResult(name, Status.OK, detail)
 
 
+def _sample_candidate() -> insights_pb.Candidate:
+    """Whole milk bought weekly, with a similar product: what the language-model check asks
+    about (from the built-in catalog, so it needs no catalog file)."""
+    products = builtin_catalog().by_id
+    return insights_pb.Candidate(
+        product=products["p-1001"].to_proto(),
+        statistics=analysis_pb2.ItemStatistics(
+            product_id="p-1001",
+            purchase_days=8,
+            mean_interval_days=7,
+            median_interval_days=7,
+            std_interval_days=1,
+            coefficient_of_variation=0.14,
+            days_since_last_purchase=3,
+        ),
+        similar_products=[
+            product_pb2.ProductMatch(product=products["p-1002"].to_proto(), similarity=0.9)
+        ],
+    )
+
+
+async def check_language_model(config: MeshConfig) -> CheckResult:
+    """The model PANTREE_LLM_BASE_URL names explains a sample product within PANTREE_LLM_TIMEOUT_S
+    and its reply passes the insights step's checks. Not configured is fine (insights are then
+    rule-based by design); a model that fails or is rejected is degraded: the rules stand in."""
+    name = "language model"
+    settings = config.insights
+    if not settings.llm_enabled:
+        return CheckResult(
+            name,
+            Status.OK,
+            "not configured (PANTREE_LLM_BASE_URL is empty): insights are rule-based",
+        )
+    try:
+        path = connect(settings)
+    except ConfigError as exc:
+        return CheckResult(name, Status.FAILED, exc.message)
+    candidate = _sample_candidate()
+    [plain] = enrich([candidate], "")
+    started = time.monotonic()
+    try:
+        answer = await path.explain(candidate, plain, None, (), started + settings.llm_timeout_s)
+    finally:
+        await path.close()
+    where = f"{settings.llm_model} at {settings.llm_base_url}"
+    if isinstance(answer, Rejection):
+        return CheckResult(
+            name,
+            Status.DEGRADED,
+            f"{where}: {answer.reason}: {answer.detail} (rule-based insights stand in)",
+        )
+    elapsed = time.monotonic() - started
+    return CheckResult(
+        name, Status.OK, f"{where} explained a sample product in {elapsed:.1f} s, reply accepted"
+    )
+
+
 def local_checks(target: str | None) -> list[tuple[str, Check]]:
     """Checks of this machine's configuration. With a target the running server owns the vector
     store, so its VectorService health stands in for opening the store here."""
@@ -360,6 +423,7 @@ def local_checks(target: str | None) -> list[tuple[str, Check]]:
         ("data directory", check_data_dir),
         ("catalog", check_catalog),
         ("embedder", check_embedder),
+        ("language model", check_language_model),
     ]
     if target is None:
         checks.append(("vector store", check_vector_store))

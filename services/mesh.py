@@ -22,6 +22,7 @@ from pantree_common.logging import LoggingConfig
 from pantree_common.server import PantreeServer, ServerConfig, Service, create_server
 from services.frequency.config import FrequencyConfig
 from services.frequency.servicer import FrequencyServicer
+from services.insights.config import InsightsConfig
 from services.insights.servicer import InsightsServicer
 from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.servicer import OrchestratorServicer
@@ -52,6 +53,7 @@ class MeshConfig:
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     vectors: VectorsConfig = field(default_factory=VectorsConfig)
     frequency: FrequencyConfig = field(default_factory=FrequencyConfig)
+    insights: InsightsConfig = field(default_factory=InsightsConfig)
     recommendation: RecommendationConfig = field(default_factory=RecommendationConfig)
     orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
 
@@ -112,7 +114,7 @@ def build_services(
         services.append(
             Service(
                 SERVICES["insights"].full_name,
-                InsightsServicer(),
+                InsightsServicer(config.insights),
                 insights_service_pb2_grpc.add_InsightsServiceServicer_to_server,
             )
         )

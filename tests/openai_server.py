@@ -86,3 +86,56 @@ def serve_openai(answer: Answer) -> Iterator[FakeOpenAI]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+CHAT_MODEL = "meta/llama-3.1-8b-instruct"
+
+
+def completion(content: str, model: str = CHAT_MODEL) -> Reply:
+    """A chat completion whose one choice says `content`."""
+    return Reply(
+        200,
+        {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 1_764_000_000,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 500, "completion_tokens": 60, "total_tokens": 560},
+        },
+    )
+
+
+def prompt_data(body: dict[str, Any]) -> dict[str, Any]:
+    """The JSON document between <data> and </data> in a chat request's user message."""
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    start, end = user.index("<data>") + len("<data>"), user.rindex("</data>")
+    data: dict[str, Any] = json.loads(user[start:end])
+    return data
+
+
+def grounded_reply(data: dict[str, Any]) -> dict[str, Any]:
+    """What a model that follows the rules answers: two offered products, the first category,
+    the statistical interval, and a sentence citing the data's mean interval."""
+    mean = data["statistics"]["mean_interval_days"]
+    return {
+        "related_product_ids": [p["product_id"] for p in data["offered_products"][:2]],
+        "category": data["categories"][0],
+        "suggested_interval_days": data["statistical_interval_days"],
+        "reasoning": f"You rebuy it about every {mean:g} days, so a delivery on that rhythm fits.",
+    }
+
+
+def grounded_model(path: str, body: dict[str, Any]) -> Reply:
+    """A chat endpoint whose model follows the rules (grounded_reply)."""
+    if path != "/v1/chat/completions":
+        return openai_error(404, f"Unknown path {path}")
+    if body.get("model") != CHAT_MODEL:
+        return openai_error(404, f"The model `{body.get('model')}` does not exist", "NotFound")
+    return completion(json.dumps(grounded_reply(prompt_data(body))))

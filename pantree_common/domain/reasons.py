@@ -62,17 +62,27 @@ def close_matches(
     once, best first, at most MAX_RELATED."""
     # Filtering first also drops NaN similarities, which would scramble the sort.
     close = [m for m in matches if m.similarity >= RELATED_MIN_SIMILARITY]
+    return distinct(product, sorted(close, key=lambda m: -m.similarity))
+
+
+def distinct(
+    product: product_pb2.Product,
+    matches: Iterable[product_pb2.ProductMatch],
+    limit: int = MAX_RELATED,
+) -> list[product_pb2.ProductMatch]:
+    """`matches` in their order without `product` itself, blank ids, or a product met before
+    under the same id or a name that reads the same; at most `limit`."""
     seen_ids = {product.product_id}
     seen_names = {_same_name(product.name)} - {""}
     related: list[product_pb2.ProductMatch] = []
-    for match in sorted(close, key=lambda m: -m.similarity):
+    for match in matches:
         match_id, name = match.product.product_id, _same_name(match.product.name)
         if match_id.strip() and match_id not in seen_ids and name not in seen_names:
             related.append(match)
             seen_ids.add(match_id)
             if name:
                 seen_names.add(name)
-            if len(related) == MAX_RELATED:
+            if len(related) == limit:
                 break
     return related
 

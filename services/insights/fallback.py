@@ -1,12 +1,15 @@
 """Rule-based insights, used when no language model is configured or its answer is rejected.
 
-Every sentence is built only from the numbers in the request and the catalog, so a fallback
-insight can never claim something the data does not say.
+Related products alternate between the vector search's close matches (similar names) and what
+the catalog's co-purchase statistics say households rebuy together (Complete Journey; the
+built-in catalog has none). Every sentence is built only from the numbers in the request and
+the catalog, so a fallback insight can never claim something the data does not say.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from itertools import chain, zip_longest
 
 from pantree.domain.v1 import analysis_pb2, offer_pb2, product_pb2
 from pantree.insights.v1 import insights_service_pb2 as insights_pb2
@@ -19,11 +22,20 @@ from pantree_common.domain.history import (
     check_price,
     check_text,
 )
-from pantree_common.domain.reasons import close_matches, number, quote, rhythm_sentence
+from pantree_common.domain.reasons import (
+    MAX_RELATED,
+    close_matches,
+    distinct,
+    number,
+    quote,
+    rhythm_sentence,
+)
 from pantree_common.errors import Collector
 
 MAX_CANDIDATES = 200
 MAX_SIMILAR_PRODUCTS = 50
+MAX_OFFERED = 2 * MAX_RELATED
+"""Related products a language model may choose from: every close match and co-purchase."""
 """Cosine similarity below which a vector-search match is too loose to call related."""
 DEFAULT_INTERVAL_DAYS = 14.0
 """Cold-start interval for a category the catalog does not know: a fortnightly shop."""
@@ -78,16 +90,18 @@ def validate_candidates(request: insights_pb2.EnrichCandidatesRequest) -> None:
 
 
 def enrich(candidates: Sequence[insights_pb2.Candidate], archetype: str) -> list[offer_pb2.Insight]:
-    """One fallback insight per candidate, in request order; the request is already validated."""
+    """One fallback insight per candidate, in request order; the request is already validated.
+    A candidate's related products leave out the other candidates (the shopper buys them)."""
     shopper = catalog.ARCHETYPES.get(archetype)
-    return [_insight(candidate, shopper) for candidate in candidates]
+    bought = {candidate.product.product_id for candidate in candidates}
+    return [_insight(candidate, shopper, bought) for candidate in candidates]
 
 
 def _insight(
-    candidate: insights_pb2.Candidate, shopper: catalog.Archetype | None
+    candidate: insights_pb2.Candidate, shopper: catalog.Archetype | None, bought: Collection[str]
 ) -> offer_pb2.Insight:
     category = category_of(candidate.product)
-    related = related_products(candidate)
+    related = offered_products(candidate, bought)[:MAX_RELATED]
     interval = suggested_interval_days(candidate.statistics, category, shopper)
     return offer_pb2.Insight(
         product_id=candidate.product.product_id,
@@ -105,9 +119,36 @@ def category_of(product: product_pb2.Product) -> str:
     return product.category.strip() or (known.category if known else UNKNOWN_CATEGORY)
 
 
-def related_products(candidate: insights_pb2.Candidate) -> list[product_pb2.ProductMatch]:
-    """The candidate's similar products worth showing."""
-    return close_matches(candidate.product, candidate.similar_products)
+def offered_products(
+    candidate: insights_pb2.Candidate, bought: Collection[str]
+) -> list[product_pb2.ProductMatch]:
+    """Close similar products and products bought together, in turn (best of each first), each
+    product once; at most MAX_OFFERED. `bought` are ids not to suggest."""
+    similar = [
+        product_pb2.ProductMatch(
+            product=match.product,
+            similarity=match.similarity,
+            relation=product_pb2.PRODUCT_RELATION_SIMILAR,
+        )
+        for match in close_matches(candidate.product, candidate.similar_products)
+    ]
+    together = bought_together(candidate.product.product_id, bought)
+    mixed = (m for m in chain.from_iterable(zip_longest(similar, together)) if m is not None)
+    return distinct(candidate.product, mixed, MAX_OFFERED)
+
+
+def bought_together(product_id: str, bought: Collection[str]) -> list[product_pb2.ProductMatch]:
+    """What households rebuying the product also rebuy, from the active catalog, best first."""
+    active = catalog.active_catalog()
+    return [
+        product_pb2.ProductMatch(
+            product=active.by_id[other].to_proto(),
+            relation=product_pb2.PRODUCT_RELATION_BOUGHT_TOGETHER,
+            co_purchase_share=share,
+        )
+        for other, share in active.calibration.bought_together.get(product_id, ())
+        if other in active.by_id and other not in bought
+    ]
 
 
 def suggested_interval_days(
@@ -146,10 +187,24 @@ def reasoning(
     parts = [rhythm_sentence(statistics)]
     if statistics.purchase_days < 2:
         parts.append(_cold_sentence(category, interval_days, shopper))
-    if related:
-        best = related[0].product
-        parts.append(f"Similar to {quote(best.name or best.product_id)}.")
+    similar = _first(related, product_pb2.PRODUCT_RELATION_SIMILAR)
+    if similar is not None:
+        parts.append(f"Similar to {_name(similar)}.")
+    together = _first(related, product_pb2.PRODUCT_RELATION_BOUGHT_TOGETHER)
+    if together is not None:
+        percent = number(100 * together.co_purchase_share)
+        parts.append(f"{percent}% of households that rebuy it also rebuy {_name(together)}.")
     return " ".join(parts)
+
+
+def _first(
+    related: Sequence[product_pb2.ProductMatch], relation: product_pb2.ProductRelation.ValueType
+) -> product_pb2.ProductMatch | None:
+    return next((match for match in related if match.relation == relation), None)
+
+
+def _name(match: product_pb2.ProductMatch) -> str:
+    return quote(match.product.name or match.product.product_id)
 
 
 def _cold_sentence(category: str, interval_days: float, shopper: catalog.Archetype | None) -> str:

@@ -48,6 +48,14 @@ class OrchestratorConfig:
         "Deadline of a Recommend call whose caller set none, in seconds.",
     )
     """A caller's own shorter deadline always wins."""
+    insights_timeout_s: float = setting(
+        "PANTREE_INSIGHTS_TIMEOUT_S",
+        10.0,
+        "Longest ProcessSeed waits for the insights step, in seconds, and never more than half "
+        "of what the call has left; past it, or if the step fails, offers are ranked without "
+        "insights.",
+    )
+    """Insights are an extra: the offers must arrive within the caller's deadline anyway."""
     enriched_candidates: int = setting(
         "PANTREE_ENRICHED_CANDIDATES",
         20,
@@ -68,9 +76,10 @@ class OrchestratorConfig:
     the closest product and its score, so the bar can be checked against real names."""
 
     def validate(self) -> None:
-        if self.process_seed_timeout_s <= 0 or self.recommend_timeout_s <= 0:
+        if min(self.process_seed_timeout_s, self.recommend_timeout_s, self.insights_timeout_s) <= 0:
             raise ConfigError(
-                "PANTREE_PROCESS_SEED_TIMEOUT_S and PANTREE_RECOMMEND_TIMEOUT_S must be > 0"
+                "PANTREE_PROCESS_SEED_TIMEOUT_S, PANTREE_RECOMMEND_TIMEOUT_S and "
+                "PANTREE_INSIGHTS_TIMEOUT_S must be > 0"
             )
         if not 1 <= self.enriched_candidates <= 200:
             raise ConfigError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from pantree_common.domain.dates import from_proto, to_epoch_day, to_proto
 from pantree_common.domain.history import history_from_months
 from pantree_common.domain.seed import SeedItem, seed_spec_of
 from pantree_common.errors import Collector, UpstreamError
+from pantree_common.metrics import SKIPPED_STEPS
 from services.orchestrator.config import OrchestratorConfig
 
 if TYPE_CHECKING:
@@ -37,7 +39,11 @@ if TYPE_CHECKING:
     from pantree.simulation.v1.simulation_service_pb2_grpc import SimulationServiceAsyncStub
     from pantree.vectors.v1.vectors_service_pb2_grpc import VectorServiceAsyncStub
 
+log = logging.getLogger("pantree.orchestrator")
+
 Stage = pb.ProcessStage
+INSIGHTS_SHARE = 0.5
+"""Most of the time a call has left that the insights step may take: ranking keeps the rest."""
 SEED_CANDIDATES = 50
 """Catalog products looked at per seed name (the vectors step's most)."""
 SEED_POPULARITY_WEIGHT = 0.05
@@ -88,6 +94,14 @@ def _most_rebought(
         return match.similarity - SEED_POPULARITY_WEIGHT * math.log10(rank + 1)
 
     return max(matches, key=score)
+
+
+def related(similar: Sequence[Neighbours]) -> list[product_pb2.RelatedProducts]:
+    """Each candidate's similar products, for offers that have no insight."""
+    return [
+        product_pb2.RelatedProducts(product_id=item.product_id, matches=matches)
+        for item, matches in similar
+    ]
 
 
 def _progress(
@@ -155,7 +169,7 @@ class Pipeline:
             insights = await self._insights(history, similar, request.archetype)
             yield _progress(Stage.PROCESS_STAGE_RANKING, "Ranking subscription offers", 90)
             ranked = await self._rank(
-                history, analysis, insights, request.archetype, request.max_offers
+                history, analysis, insights, request.archetype, request.max_offers, related(similar)
             )
             await profile
         finally:
@@ -191,17 +205,13 @@ class Pipeline:
         history = request.history
         analysis = await self._analyze(history, request.as_of_epoch_day)
         similar = await self._similar(history, analysis)
-        related = [
-            product_pb2.RelatedProducts(product_id=item.product_id, matches=matches)
-            for item, matches in similar
-        ]
         ranked = await self._rank(
             history,
             analysis,
             (),
             request.archetype,
             request.max_offers,
-            related,
+            related(similar),
             excluded_product_ids=request.excluded_product_ids,
             active_subscriptions=request.active_subscriptions,
         )
@@ -309,10 +319,12 @@ class Pipeline:
         similar: list[Neighbours],
         archetype: str,
     ) -> Sequence[offer_pb2.Insight]:
+        """Insights for the candidates, or none when the insights step fails or overruns its
+        time (insights_timeout): the offers then carry rhythm reasons and similar products."""
         if not similar:
             return []
         products = {p.product_id: p for p in history.products}
-        with step_errors("insights"):
+        try:
             response = await self._steps.insights.EnrichCandidates(
                 insights_pb.EnrichCandidatesRequest(
                     candidates=[
@@ -324,9 +336,23 @@ class Pipeline:
                         for item, matches in similar
                     ],
                     archetype=archetype,
-                )
+                ),
+                timeout=self._insights_timeout(),
             )
+        except grpc.aio.AioRpcError as exc:
+            SKIPPED_STEPS.labels("insights", exc.code().name).inc()
+            log.warning(
+                "no insights (the step failed or overran its time): ranking without them",
+                extra={"code": exc.code().name, "details": exc.details()},
+            )
+            return []
         return response.insights
+
+    def _insights_timeout(self) -> float:
+        """PANTREE_INSIGHTS_TIMEOUT_S, and at most INSIGHTS_SHARE of what the call has left."""
+        remaining = context.remaining_seconds()
+        limit = self._config.insights_timeout_s
+        return limit if remaining is None else min(limit, remaining * INSIGHTS_SHARE)
 
     async def _rank(
         self,

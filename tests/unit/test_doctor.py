@@ -22,6 +22,7 @@ from services.mesh import MeshConfig
 from services.vectors.embedders import collection_prefix
 from services.vectors.embedding import HashingEmbedder
 from services.vectors.store import MilvusStore
+from tests.openai_server import CHAT_MODEL, completion, grounded_model, serve_openai
 
 DIMENSIONS = 64
 HASHING_PREFIX = collection_prefix(HashingEmbedder(DIMENSIONS))
@@ -283,3 +284,29 @@ async def test_catalog_check_reports_the_catalog_or_why_it_is_missing(tmp_path: 
     failed = await doctor.check_catalog(config_for(tmp_path, PANTREE_CATALOG=str(broken)))
     assert failed.status is Status.FAILED
     assert "cannot read the catalog file" in failed.detail
+
+
+async def test_language_model_check_asks_the_model_and_checks_its_reply(tmp_path: Path) -> None:
+    unset = await doctor.check_language_model(config_for(tmp_path))
+    assert unset.status is Status.OK and "rule-based" in unset.detail
+
+    with serve_openai(grounded_model) as server:
+        answered = await doctor.check_language_model(
+            config_for(tmp_path, PANTREE_LLM_BASE_URL=server.url)
+        )
+        assert answered.status is Status.OK, answered.detail
+        assert f"{CHAT_MODEL} at {server.url}" in answered.detail
+        assert "reply accepted" in answered.detail
+
+        server.answer = lambda route, body: completion("Subscribe to milk!")
+        rejected = await doctor.check_language_model(
+            config_for(tmp_path, PANTREE_LLM_BASE_URL=server.url)
+        )
+        assert rejected.status is Status.DEGRADED
+        assert "malformed" in rejected.detail and "rule-based insights stand in" in rejected.detail
+
+    missing_key = config_for(
+        tmp_path, PANTREE_LLM_BASE_URL="http://nim:8000", PANTREE_LLM_API_KEY_FILE="/no/key"
+    )
+    failed = await doctor.check_language_model(missing_key)
+    assert failed.status is Status.FAILED and "PANTREE_LLM_API_KEY_FILE" in failed.detail

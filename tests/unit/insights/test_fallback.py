@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from pantree.domain.v1 import analysis_pb2, offer_pb2, product_pb2
 from pantree.insights.v1 import insights_service_pb2 as insights_pb2
 
+from pantree_common.domain.catalog import builtin_catalog, use_catalog
 from pantree_common.domain.reasons import (
     MAX_QUOTED_CHARS,
     MAX_REASONING_CHARS,
@@ -159,6 +162,44 @@ def test_related_products_are_close_distinct_others_best_first_at_most_five() ->
     ]
 
 
+@pytest.fixture
+def bought_together() -> Iterator[None]:
+    """The built-in catalog with co-purchase lists for whole milk (it has none of its own)."""
+    builtin = builtin_catalog()
+    lists = {"p-1001": (("p-1101", 0.42), ("p-1202", 0.35), ("p-2001", 0.2))}
+    use_catalog(replace(builtin, calibration=replace(builtin.calibration, bought_together=lists)))
+    yield
+    use_catalog(builtin)
+
+
+@pytest.mark.usefixtures("bought_together")
+def test_related_products_alternate_similar_and_bought_together() -> None:
+    similar = (match("p-1002", 0.9, "2% Milk"), match("p-1003", 0.8, "Oat Milk"))
+    insight = one(candidate("p-1001", statistics=WARM, similar=similar))
+    related = insight.related_products
+
+    assert [(m.product.product_id, m.relation) for m in related] == [
+        ("p-1002", product_pb2.PRODUCT_RELATION_SIMILAR),
+        ("p-1101", product_pb2.PRODUCT_RELATION_BOUGHT_TOGETHER),
+        ("p-1003", product_pb2.PRODUCT_RELATION_SIMILAR),
+        ("p-1202", product_pb2.PRODUCT_RELATION_BOUGHT_TOGETHER),
+        ("p-2001", product_pb2.PRODUCT_RELATION_BOUGHT_TOGETHER),
+    ]
+    assert (related[1].product.name, related[1].co_purchase_share) == ("Large Eggs Dozen", 0.42)
+    assert related[1].similarity == 0
+    assert insight.reasoning == (
+        "Bought 6 times, every 14 days ± 2.5 on average; last bought 4 days ago. "
+        'Similar to "2% Milk". 42% of households that rebuy it also rebuy "Large Eggs Dozen".'
+    )
+
+
+@pytest.mark.usefixtures("bought_together")
+def test_bought_together_leaves_out_the_other_candidates() -> None:
+    milk, eggs = enrich([candidate("p-1001"), candidate("p-1101", name="Eggs")], "")
+    assert [m.product.product_id for m in milk.related_products] == ["p-1202", "p-2001"]
+    assert not eggs.related_products
+
+
 def test_a_rhythm_blends_median_toward_mean_by_regularity() -> None:
     # regularity = 1 / (1 + 0.25) = 0.8; 12 + 0.8 * (14 - 12) = 13.6
     assert one(candidate(statistics=WARM)).suggested_interval_days == 13.6
@@ -245,3 +286,15 @@ def test_reasoning_stays_within_500_characters_at_the_limits() -> None:
         assert insight.reasoning.count('"') == 2 * (1 + (statistics.purchase_days < 2))
         quoted = insight.reasoning.split('"')[-2]
         assert len(quoted) == MAX_QUOTED_CHARS and quoted.endswith("…")
+
+
+@pytest.mark.usefixtures("bought_together")
+def test_reasoning_with_every_sentence_stays_within_500_characters() -> None:
+    huge = stats(purchase_days=1, days_since_last_purchase=2**31 - 1)
+    similar = (match("m", 1.0, "n" * 200),)
+    insight = one(
+        candidate("p-1001", category="c" * 100, statistics=huge, similar=similar),
+        "single_professional",
+    )
+    assert insight.reasoning.count(". ") == 3, "rhythm, category, similar, bought together"
+    assert len(insight.reasoning) <= MAX_REASONING_CHARS
