@@ -370,10 +370,12 @@ def _popular_products(rebuys: Any, item_ids: Sequence[str]) -> dict[str, tuple[s
 def _bought_together(
     pairs: Pairs, item_category: NDArray[np.object_], item_ids: Sequence[str]
 ) -> dict[str, tuple[tuple[str, float], ...]]:
-    """Per product, the products of other categories its rebuying households also rebuy, by
-    lift times the square root of the share (as for categories), best BOUGHT_TOGETHER first.
-    One sparse product of the household x product matrix over the products that at least
-    MIN_CO_HOUSEHOLDS households rebuy (under a second on Complete Journey)."""
+    """Per product, the products of other categories its rebuying households also rebuy more
+    often than households at large, best BOUGHT_TOGETHER first. The score is the share's 95%
+    lower bound (Wilson) minus the other product's share of all households: a share seen over
+    few households counts for less, and a product everyone buys (bananas) must beat its own
+    popularity. One sparse product of the household x product matrix over the products that at
+    least MIN_CO_HOUSEHOLDS households rebuy (about 3 s on Complete Journey)."""
     households = np.bincount(pairs.pair_item, minlength=len(item_ids))
     products = np.flatnonzero(households >= MIN_CO_HOUSEHOLDS)
     if not products.size:
@@ -399,12 +401,22 @@ def _bought_together(
         if not others.size:
             continue
         conditional = both / counts[row]
-        score = conditional / share[others] * np.sqrt(conditional)
-        best = np.lexsort((others, -score))[:BOUGHT_TOGETHER]
-        result[item_ids[products[row]]] = tuple(
-            (item_ids[products[others[b]]], round(float(conditional[b]), 3)) for b in best
-        )
+        score = _wilson_lower_bound(conditional, counts[row]) - share[others]
+        best = [b for b in np.lexsort((others, -score))[:BOUGHT_TOGETHER] if score[b] > 0]
+        if best:
+            result[item_ids[products[row]]] = tuple(
+                (item_ids[products[others[b]]], round(float(conditional[b]), 3)) for b in best
+            )
     return result
+
+
+def _wilson_lower_bound(share: NDArray[np.float64], count: float) -> NDArray[np.float64]:
+    """95% lower confidence bound of a share observed over `count` households (Wilson score)."""
+    z2 = 1.96**2
+    centre = share + z2 / (2 * count)
+    spread = 1.96 * np.sqrt(share * (1 - share) / count + z2 / (4 * count**2))
+    bound: NDArray[np.float64] = (centre - spread) / (1 + z2 / count)
+    return bound
 
 
 def build_catalog(
