@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 BUF := node_modules/.bin/buf
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test test-fast lint proto proto-check serve bench eval train clean
+.PHONY: setup browser demo test test-fast lint proto proto-check serve bench eval train clean
 
 setup: $(STAMP) $(BUF)
 
@@ -20,8 +21,14 @@ $(BUF): package.json package-lock.json
 	npm ci --no-fund --no-audit --loglevel=error
 	touch $@
 
+# The page test drives Debian's chromium through Playwright (no browser download); as root in CI.
+browser:
+	command -v chromium >/dev/null || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+
+# `make demo ARGS=--web` also serves the web demo page (the URL is printed) until Ctrl-C.
 demo: setup
-	$(BIN)/pantree demo
+	$(BIN)/pantree demo $(ARGS)
 
 serve: setup
 	$(BIN)/pantree serve all
@@ -43,7 +50,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: setup proto-check lint
+test: setup browser proto-check lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: setup

@@ -1,1 +1,2 @@
-"""HTTP gateway for browsers (REST + WebSocket); see its own issue."""
+"""HTTP gateway for browsers: REST + WebSocket over the orchestrator's gRPC API, and the demo
+page (`pantree serve gateway`)."""

@@ -113,9 +113,46 @@ async def _demo(args: argparse.Namespace) -> int:
             f"(grpcurl -plaintext {server.address} list)"
         )
         args.target = server.address
-        return await _process_seed(args, config)
+        return await (_web_demo if args.web else _process_seed)(args, config)
     finally:
         await server.stop(grace=1.0)
+
+
+async def _serve_gateway(args: argparse.Namespace) -> None:
+    """Imported here so the mesh and the client commands never load the web framework."""
+    from gateway import server as gateway  # noqa: PLC0415
+
+    env = config_loader.environment()
+    flags = {
+        "PANTREE_GATEWAY_PORT": args.port,
+        "PANTREE_GATEWAY_HOST": args.host,
+        "ORCHESTRATOR_SERVICE_ADDR": args.orchestrator,
+    }
+    env.update({name: str(value) for name, value in flags.items() if value is not None})
+    await gateway.serve(env)
+
+
+async def _web_demo(args: argparse.Namespace, config: MeshConfig) -> int:
+    """The terminal demo, then the web demo page served by a gateway until Ctrl-C."""
+    from gateway import server as gateway  # noqa: PLC0415
+    from gateway.config import GatewayConfig  # noqa: PLC0415
+
+    env = config_loader.environment()
+    env.update(
+        {
+            "PANTREE_GATEWAY_HOST": "127.0.0.1",
+            "PANTREE_GATEWAY_PORT": str(args.web_port),
+            "ORCHESTRATOR_SERVICE_ADDR": args.target,
+        }
+    )
+    settings = config_loader.load(GatewayConfig, env)
+    web = await gateway.start(
+        gateway.create_server(settings, config.client, config.server.max_message_bytes)
+    )
+    code = await _process_seed(args, config)
+    Console().print(f"[bold]Web demo[/bold]: {web.url} (Ctrl-C to stop)", highlight=False)
+    await web.task
+    return code
 
 
 def _read_history(path: Path) -> history_pb2.PurchaseHistory:
@@ -199,9 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve one step, or all of them on one port")
-    serve.add_argument("step", choices=["all", *STEPS])
-    serve.add_argument("--port", type=int, help="port (default: $PORT or 50051)")
-    serve.add_argument("--host", help="bind address (default: $PANTREE_HOST or [::])")
+    serve.add_argument("step", choices=["all", *STEPS, "gateway"])
+    serve.add_argument(
+        "--port",
+        type=int,
+        help="port (default: $PORT or 50051; gateway: $PANTREE_GATEWAY_PORT or 8080)",
+    )
+    serve.add_argument(
+        "--host",
+        help="bind address (default: $PANTREE_HOST or [::]; gateway: $PANTREE_GATEWAY_HOST "
+        "or 0.0.0.0)",
+    )
+    serve.add_argument(
+        "--orchestrator", help="gateway only: orchestrator host:port ($ORCHESTRATOR_SERVICE_ADDR)"
+    )
 
     demo = commands.add_parser("demo", help="start the mesh in-process and stream a seed")
     _add_seed_arguments(demo)
@@ -212,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="pause between simulated months, to watch the stream",
     )
     demo.add_argument("--data-dir", default="", help="data directory (default: $PANTREE_DATA_DIR)")
+    demo.add_argument(
+        "--web", action="store_true", help="also serve the web demo page until Ctrl-C"
+    )
+    demo.add_argument("--web-port", type=int, default=8080, help="port of the web demo page")
     demo.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
 
     seed = commands.add_parser("process-seed", help="call ProcessSeed and show the stream")
@@ -338,6 +390,9 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command == "doctor":
         return await _doctor(args)
     overrides: dict[str, str] = {}
+    if args.command == "serve" and args.step == "gateway":
+        await _serve_gateway(args)
+        return 0
     if args.command == "serve":
         if args.port is not None:
             overrides["PORT"] = str(args.port)

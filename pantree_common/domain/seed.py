@@ -121,9 +121,13 @@ def seed_spec(
         if len(errors.violations) == before:
             items.append(SeedItem(item.name.strip(), quantity, price, item.product_id))
     month_count = DEFAULT_MONTHS if months == 0 else months
-    if not MIN_MONTHS <= month_count <= MAX_MONTHS:
-        errors.add("months", f"must be between {MIN_MONTHS} and {MAX_MONTHS}, got {months}")
-    start = default_start(month_count, today)
+    months_ok = errors.check(
+        MIN_MONTHS <= month_count <= MAX_MONTHS,
+        "months",
+        f"must be between {MIN_MONTHS} and {MAX_MONTHS}, got {months}",
+    )
+    # Out-of-range months (2**27 came from a fuzzer) would put the default start before year 1.
+    start = default_start(month_count if months_ok else DEFAULT_MONTHS, today)
     if start_date is not None:
         try:
             start = dates.from_proto(start_date, "start_date")

@@ -284,6 +284,22 @@ def test_unresolvable_items_are_all_reported_before_any_month() -> None:
     assert "'not-a-product' is not in the built-in catalog" in fields["seed_items[3].product_id"]
 
 
+@pytest.mark.parametrize("months", [-(2**31), -1, 25, 2**27, 2**31 - 1])
+def test_months_out_of_range_are_reported_without_a_start_date(months: int) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        seed_spec(
+            customer_id="",
+            archetype="busy_family",
+            seed_items=[product_pb2.SeedItem(name="milk")],
+            months=months,
+            random_seed=1,
+            start_date=None,
+            today=dt.date(2026, 1, 1),
+        )
+
+    assert [v.field for v in raised.value.violations] == ["months"]
+
+
 def test_a_resolved_product_id_wins_over_the_name() -> None:
     spec = make_spec(product_pb2.SeedItem(name="milk", product_id="p-2303"), months=1)
     first_day = [p.product_id for p in simulate(spec)[0].purchases if day(p.purchase_date) == START]

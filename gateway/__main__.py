@@ -1,0 +1,5 @@
+"""`python -m gateway`: the gateway alone, configured by the environment."""
+
+from services.cli import main
+
+main(["serve", "gateway"])
