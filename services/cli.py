@@ -335,7 +335,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--cutoff", default="end", help="train on days before this day number ('end': all)"
     )
+
+    model_server = commands.add_parser(
+        "model-server",
+        help="serve the model as a SageMaker container: GET /ping, POST /invocations",
+    )
+    model_server.add_argument(
+        "--port", type=int, help="port (default: $SAGEMAKER_BIND_TO_PORT or 8080)"
+    )
+    model_server.add_argument(
+        "--host", help="bind address (default: $PANTREE_MODEL_SERVER_HOST or 0.0.0.0)"
+    )
     return parser
+
+
+def _model_server(args: argparse.Namespace) -> int:
+    """Imported here so the other commands never load the model server."""
+    from services.recommendation import model_server  # noqa: PLC0415
+
+    overrides = {"SAGEMAKER_BIND_TO_PORT": str(args.port)} if args.port is not None else {}
+    if args.host:
+        overrides["PANTREE_MODEL_SERVER_HOST"] = args.host
+    return model_server.main(overrides)
 
 
 def _offline(args: argparse.Namespace) -> int:
@@ -414,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.command in {"evaluate", "evaluation-report", "train", "catalog", "simulate-check"}:
             pantree_logging.configure("INFO", sys.stderr)
             code = _offline(args)
+        elif args.command == "model-server":
+            code = _model_server(args)
         else:
             code = asyncio.run(_run(args))
     except ConfigError as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from pantree_common.config import setting, settings
 from pantree_common.errors import ConfigError
+from services.recommendation.endpoint_config import SageMakerConfig
 
 MAX_OFFERS = 100
 MAX_INTERVAL_DAYS = 365
@@ -70,6 +71,7 @@ class RecommendationConfig:
         "Directory of a model written by `pantree train`; empty: rank with the statistics.",
     )
     """A model that fails its integrity check stops the service from starting."""
+    endpoint: SageMakerConfig = field(default_factory=SageMakerConfig)
 
     @cached_property
     def grid(self) -> tuple[int, ...]:
@@ -98,9 +100,14 @@ class RecommendationConfig:
 
     def validate(self) -> None:
         """Reject values the ranking cannot work with, naming the variable to fix."""
+        nested = {s.env_var for s in settings(self.endpoint)}  # it validates itself
         env_vars = {
             f.name: declared.env_var
-            for f, declared in zip(dataclasses.fields(self), settings(self), strict=True)
+            for f, declared in zip(
+                [f for f in dataclasses.fields(self) if f.name != "endpoint"],
+                [s for s in settings(self) if s.env_var not in nested],
+                strict=True,
+            )
         }
         for name, (low, high) in _BOUNDS.items():
             value = getattr(self, name)

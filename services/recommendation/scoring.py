@@ -23,7 +23,7 @@ from services.recommendation.config import (
     RecommendationConfig,
 )
 from services.recommendation.features import COLD_START_PURCHASE_DAYS
-from services.recommendation.model import SubscriptionModel
+from services.recommendation.model import Predictions, SubscriptionModel
 
 RECENCY_SHARE = 0.2
 """Part of the score taken from recency_weight; the rest is confidence / 100. Confidence says
@@ -168,15 +168,22 @@ def _judgements(
     request: recommendation_pb2.RankCandidatesRequest,
     products: dict[str, product_pb2.Product],
     model: SubscriptionModel | None,
+    remote: Predictions | None = None,
 ) -> tuple[dict[str, Judgement], offer_pb2.ScoringPath.ValueType]:
+    """The first link of the chain that has an answer: the endpoint's (`remote`), the local
+    model's, the heuristic's."""
     items = request.analysis.items
-    if model is None:
+    if remote is not None:
+        predicted, path = remote, offer_pb2.SCORING_PATH_SAGEMAKER
+    elif model is None:
         return {
             item.product_id: heuristic(item) for item in items
         }, offer_pb2.SCORING_PATH_HEURISTIC
-    if not items:
+    elif not items:
         return {}, offer_pb2.SCORING_PATH_LOCAL_MODEL
-    predicted = model.predict_analysis(request.analysis, products)
+    else:
+        predicted = model.predict_analysis(request.analysis, products)
+        path = offer_pb2.SCORING_PATH_LOCAL_MODEL
     # The model's interval runs from the last purchase to the next one expected within the
     # horizon: it dates the first delivery, while the cadence stays the shopper's own rhythm.
     judged = {
@@ -191,20 +198,22 @@ def _judgements(
             strict=True,
         )
     }
-    return judged, offer_pb2.SCORING_PATH_LOCAL_MODEL
+    return judged, path
 
 
 def rank(
     request: recommendation_pb2.RankCandidatesRequest,
     config: RecommendationConfig,
     model: SubscriptionModel | None = None,
+    remote: Predictions | None = None,
 ) -> recommendation_pb2.RankCandidatesResponse:
     """The best offers first, at most max_offers; the request is already validated. With a
-    trained model, its calibrated probabilities and intervals replace the statistics' own."""
+    trained model, its calibrated probabilities and intervals replace the statistics' own; the
+    SageMaker endpoint's predictions (`remote`, sagemaker.EndpointScorer) win over both."""
     products = {product.product_id: product for product in request.products}
     insights = {insight.product_id: insight for insight in request.insights}
     related = {entry.product_id: entry.matches for entry in request.related_products}
-    judged, path = _judgements(request, products, model)
+    judged, path = _judgements(request, products, model, remote)
     excluded = config.excluded.union(request.excluded_product_ids)
     eligible = [
         item
