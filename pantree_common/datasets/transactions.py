@@ -89,16 +89,20 @@ class Transactions:
 
     def window(self, start_day: int, end_day: int) -> Transactions:
         """The events with start_day <= day < end_day (same customer and item indexes)."""
-        keep = (self.day >= start_day) & (self.day < end_day)
+        return self.events((self.day >= start_day) & (self.day < end_day))
+
+    def events(self, rows: slice | NDArray[np.bool_] | NDArray[np.integer]) -> Transactions:
+        """The events at `rows` (a slice, a mask or ascending indexes), with the same customer
+        and item indexes; a slice shares the columns instead of copying them."""
         return Transactions(
             self.name,
             self.customer_ids,
             self.items,
-            self.customer[keep],
-            self.item[keep],
-            self.day[keep],
-            self.quantity[keep],
-            self.price[keep],
+            self.customer[rows],
+            self.item[rows],
+            self.day[rows],
+            self.quantity[rows],
+            self.price[rows],
         )
 
     def customer_offsets(self) -> NDArray[np.int64]:

@@ -19,16 +19,27 @@ RELATED_MIN_SIMILARITY = 0.5
 def rhythm_sentence(statistics: analysis_pb2.ItemStatistics) -> str:
     """What the history says about one product, for example: Bought 6 times, every 13 days ± 2
     on average; last bought 4 days ago."""
-    ago = _ago(statistics.days_since_last_purchase)
-    if statistics.purchase_days >= 2:
-        spread = statistics.std_interval_days
-        plus_minus = f" ± {number(spread)}" if spread > 0 else ""
+    return rhythm_text(
+        statistics.purchase_days,
+        statistics.mean_interval_days,
+        statistics.std_interval_days,
+        statistics.days_since_last_purchase,
+    )
+
+
+def rhythm_text(
+    purchase_days: int, mean_interval_days: float, std_interval_days: float, days_since: int
+) -> str:
+    """rhythm_sentence from the four numbers it reads, for callers holding columns rather than
+    messages (the batch job), so both word an offer alike."""
+    ago = _ago(days_since)
+    if purchase_days >= 2:
+        plus_minus = f" ± {number(std_interval_days)}" if std_interval_days > 0 else ""
         return (
-            f"Bought {statistics.purchase_days} times, every "
-            f"{number(statistics.mean_interval_days)} days{plus_minus} on average; "
-            f"last bought {ago}."
+            f"Bought {purchase_days} times, every {number(mean_interval_days)} days{plus_minus} "
+            f"on average; last bought {ago}."
         )
-    if statistics.purchase_days == 1:
+    if purchase_days == 1:
         return f"Bought once, {ago}."
     return "Not bought yet."
 

@@ -68,15 +68,7 @@ def discovery_rates(
 
 def _customers(transactions: Transactions, customers: NDArray[np.int64]) -> Transactions:
     """The events of the given customers only (indexes unchanged)."""
-    keep = np.isin(transactions.customer, customers)
-    return dataclasses.replace(
-        transactions,
-        customer=transactions.customer[keep],
-        item=transactions.item[keep],
-        day=transactions.day[keep],
-        quantity=transactions.quantity[keep],
-        price=transactions.price[keep],
-    )
+    return transactions.events(np.isin(transactions.customer, customers))
 
 
 class PantreeMethod:

@@ -7,7 +7,6 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from pantree.domain.v1 import analysis_pb2, offer_pb2, product_pb2
 from pantree.recommendation.v1 import recommendation_service_pb2 as recommendation_pb2
@@ -16,19 +15,15 @@ from pantree_common.domain import catalog, dates
 from pantree_common.domain.history import MAX_ID_CHARS, check_products, check_text
 from pantree_common.domain.reasons import MAX_REASONING_CHARS, close_matches, rhythm_sentence
 from pantree_common.errors import Collector
+from services.recommendation import offers
 from services.recommendation.config import (
     MAX_INTERVAL_DAYS,
     MAX_OFFERS,
     MAX_SUBSCRIPTIONS,
     RecommendationConfig,
 )
-from services.recommendation.features import COLD_START_PURCHASE_DAYS
 from services.recommendation.model import Predictions, SubscriptionModel
 
-RECENCY_SHARE = 0.2
-"""Part of the score taken from recency_weight; the rest is confidence / 100. Confidence says
-whether there is a rhythm, recency whether the shopper still keeps it: of two equally regular
-products, the overdue one (perhaps dropped) ranks lower."""
 MAX_RELATED = 10
 MAX_EXCLUDED = 5_000
 MAX_MATCHES = 50
@@ -43,14 +38,6 @@ _ITEM_RANGES: tuple[tuple[str, float, float], ...] = (
     ("mean_unit_price_usd", 0, math.inf),
     ("next_purchase_epoch_day", 0, _LAST_EPOCH_DAY),
 )
-
-
-class Savings(NamedTuple):
-    """Money saved by a subscription, in US dollars rounded to cents."""
-
-    per_delivery: float
-    monthly: float
-    yearly: float
 
 
 def validate_rank_request(request: recommendation_pb2.RankCandidatesRequest) -> None:
@@ -186,15 +173,16 @@ def _judgements(
         path = offer_pb2.SCORING_PATH_LOCAL_MODEL
     # The model's interval runs from the last purchase to the next one expected within the
     # horizon: it dates the first delivery, while the cadence stays the shopper's own rhythm.
+    expected = offers.expected_purchase_day(
+        [item.last_purchase_epoch_day for item in items], predicted.interval_days
+    )
     judged = {
-        item.product_id: Judgement(
-            score_, confidence, item.last_purchase_epoch_day + round(interval)
-        )
-        for item, score_, confidence, interval in zip(
+        item.product_id: Judgement(score_, confidence, next_day)
+        for item, score_, confidence, next_day in zip(
             items,
             predicted.score.tolist(),
             predicted.confidence.tolist(),
-            predicted.interval_days.tolist(),
+            expected.tolist(),
             strict=True,
         )
     }
@@ -209,29 +197,46 @@ def rank(
 ) -> recommendation_pb2.RankCandidatesResponse:
     """The best offers first, at most max_offers; the request is already validated. With a
     trained model, its calibrated probabilities and intervals replace the statistics' own; the
-    SageMaker endpoint's predictions (`remote`, sagemaker.EndpointScorer) win over both."""
+    SageMaker endpoint's predictions (`remote`, sagemaker.EndpointScorer) win over both.
+    Eligibility and every offer's terms come from services.recommendation.offers, as the batch
+    job's do."""
     products = {product.product_id: product for product in request.products}
     insights = {insight.product_id: insight for insight in request.insights}
     related = {entry.product_id: entry.matches for entry in request.related_products}
     judged, path = _judgements(request, products, model, remote)
     excluded = config.excluded.union(request.excluded_product_ids)
-    eligible = [
-        item
-        for item in request.analysis.items
-        if item.product_id not in excluded
-        and _eligible(
-            item,
-            judged[item.product_id],
-            products[item.product_id],
-            insights.get(item.product_id),
-            config,
-        )
-    ]
+    items = request.analysis.items
+    keep = offers.eligible(
+        [item.meets_minimum_purchases for item in items],
+        [
+            offers.store_offers(
+                item.product_id,
+                _category(products[item.product_id], insights.get(item.product_id)),
+                excluded,
+                config.never_subscribe,
+            )
+            for item in items
+        ],
+        [judged[item.product_id].confidence for item in items],
+        config.min_confidence,
+    )
+    eligible = [item for item, ok in zip(items, keep.tolist(), strict=True) if ok]
     eligible.sort(key=lambda item: (-judged[item.product_id].score, item.product_id))
     kept = eligible[: request.max_offers or config.default_max_offers]
     discount = config.discount_percent(request.active_subscriptions + len(kept))
-    grid = config.grid
-    offers = [
+    predicted = [_predicted_interval(item, insights.get(item.product_id)) for item in kept]
+    terms = offers.terms(
+        predicted_interval_days=predicted,
+        quantity_per_day=[item.quantity_per_day for item in kept],
+        unit_price_usd=[products[item.product_id].unit_price_usd for item in kept],
+        mean_unit_price_usd=[item.mean_unit_price_usd for item in kept],
+        discount_percent=discount,
+        next_purchase_epoch_day=[judged[item.product_id].next_purchase_epoch_day for item in kept],
+        as_of_epoch_day=request.analysis.as_of_epoch_day,
+        purchase_days=[item.purchase_days for item in kept],
+        grid=config.grid,
+    )
+    ranked = [
         _offer(
             item,
             judged[item.product_id],
@@ -240,52 +245,29 @@ def rank(
             related.get(item.product_id, ()),
             position=position,
             discount_percent=discount,
-            grid=grid,
-            as_of_epoch_day=request.analysis.as_of_epoch_day,
+            predicted_interval_days=predicted[row],
+            terms=terms,
+            row=row,
         )
-        for position, item in enumerate(kept, start=1)
+        for row, (position, item) in enumerate(enumerate(kept, start=1))
     ]
-    return recommendation_pb2.RankCandidatesResponse(offers=offers, scored_by=path)
+    return recommendation_pb2.RankCandidatesResponse(offers=ranked, scored_by=path)
 
 
-def _eligible(
-    item: analysis_pb2.ItemStatistics,
-    judgement: Judgement,
-    product: product_pb2.Product,
-    insight: offer_pb2.Insight | None,
-    config: RecommendationConfig,
-) -> bool:
-    """A rhythm worth promising on a product a store delivers (fresh bread is not)."""
-    category = product.category or (insight.category if insight else "")
-    subscribable = (
-        catalog.active_catalog().subscribable(category)
-        and category.casefold() not in config.never_subscribe
-    )
-    confident = judgement.confidence >= config.min_confidence
-    return item.meets_minimum_purchases and confident and subscribable
+def _category(product: product_pb2.Product, insight: offer_pb2.Insight | None) -> str:
+    return product.category or (insight.category if insight else "")
+
+
+def _predicted_interval(
+    item: analysis_pb2.ItemStatistics, insight: offer_pb2.Insight | None
+) -> float:
+    """The insight's suggested interval when there is one, else the shopper's median gap."""
+    return insight.suggested_interval_days if insight else item.median_interval_days
 
 
 def score(item: analysis_pb2.ItemStatistics) -> float:
-    """Ranking score in [0, 1]: (1 - RECENCY_SHARE) * confidence / 100 + RECENCY_SHARE * recency."""
-    return (1 - RECENCY_SHARE) * item.confidence / 100 + RECENCY_SHARE * item.recency_weight
-
-
-def snap_to_grid(days: float, grid: Sequence[int]) -> int:
-    """The grid interval nearest to `days`; on a tie the shorter, so the pantry never runs out."""
-    return min(grid, key=lambda option: (abs(option - days), option))
-
-
-def savings(
-    unit_price_usd: float, quantity: float, discount_percent: float, interval_days: int
-) -> Savings:
-    """Per delivery = price * quantity * discount / 100; per month and year scale the rounded
-    per-delivery amount by 30 / interval and 365 / interval, so the figures agree on screen."""
-    per_delivery = round(unit_price_usd * quantity * discount_percent / 100, 2)
-    return Savings(
-        per_delivery=per_delivery,
-        monthly=round(per_delivery * 30 / interval_days, 2),
-        yearly=round(per_delivery * 365 / interval_days, 2),
-    )
+    """The heuristic ranking score (offers.heuristic_score) of one product."""
+    return offers.heuristic_score(item.confidence, item.recency_weight)
 
 
 def _offer(
@@ -297,32 +279,27 @@ def _offer(
     *,
     position: int,
     discount_percent: float,
-    grid: Sequence[int],
-    as_of_epoch_day: int,
+    predicted_interval_days: float,
+    terms: offers.OfferTerms,
+    row: int,
 ) -> offer_pb2.Offer:
-    predicted = insight.suggested_interval_days if insight else item.median_interval_days
-    interval = snap_to_grid(predicted, grid)
-    # Deliveries carry whole units: the expected use over the interval, rounded half up.
-    quantity = max(1.0, float(math.floor(item.quantity_per_day * interval + 0.5)))
-    price = product.unit_price_usd or item.mean_unit_price_usd
-    saved = savings(price, quantity, discount_percent, interval)
-    first_delivery = max(as_of_epoch_day + 1, judgement.next_purchase_epoch_day)
+    """The message of offer `row` of `terms`."""
     return offer_pb2.Offer(
         product=product,
         rank=position,
         score=judgement.score,
         confidence=judgement.confidence,
-        predicted_interval_days=predicted,
-        delivery_interval_days=interval,
-        quantity_per_delivery=quantity,
+        predicted_interval_days=predicted_interval_days,
+        delivery_interval_days=int(terms.delivery_interval_days[row]),
+        quantity_per_delivery=float(terms.quantity_per_delivery[row]),
         discount_percent=discount_percent,
-        savings_per_delivery_usd=saved.per_delivery,
-        monthly_savings_usd=saved.monthly,
-        yearly_savings_usd=saved.yearly,
-        first_delivery_date=dates.epoch_day_to_proto(first_delivery),
+        savings_per_delivery_usd=float(terms.savings.per_delivery[row]),
+        monthly_savings_usd=float(terms.savings.monthly[row]),
+        yearly_savings_usd=float(terms.savings.yearly[row]),
+        first_delivery_date=dates.epoch_day_to_proto(int(terms.first_delivery_epoch_day[row])),
         reason=(insight.reasoning if insight else "") or rhythm_sentence(item),
         related_products=(insight.related_products if insight else close_matches(product, similar)),
         insight_source=insight.source if insight else offer_pb2.INSIGHT_SOURCE_UNSPECIFIED,
-        cold_start=item.purchase_days < COLD_START_PURCHASE_DAYS,
-        interval_snap_error_days=interval - predicted,
+        cold_start=bool(terms.cold_start[row]),
+        interval_snap_error_days=float(terms.interval_snap_error_days[row]),
     )

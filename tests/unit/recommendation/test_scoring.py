@@ -13,14 +13,8 @@ from pantree.recommendation.v1 import recommendation_service_pb2 as recommendati
 from pantree_common.domain import dates
 from pantree_common.errors import InvalidArgument
 from services.recommendation.config import RecommendationConfig
-from services.recommendation.scoring import (
-    Savings,
-    rank,
-    savings,
-    score,
-    snap_to_grid,
-    validate_rank_request,
-)
+from services.recommendation.offers import Savings, savings, snap_to_grid
+from services.recommendation.scoring import rank, score, validate_rank_request
 
 CONFIG = RecommendationConfig()
 AS_OF = dates.to_epoch_day(dt.date(2025, 3, 1))
