@@ -12,6 +12,7 @@ from google.protobuf import descriptor, descriptor_pb2
 
 from pantree_common import context
 from pantree_common.config import setting
+from pantree_common.errors import ConfigError
 
 # Aligned with server.SERVER_KEEPALIVE_OPTIONS: a ping every 30 s is above the server's 10 s floor.
 CLIENT_KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
@@ -23,6 +24,9 @@ CLIENT_KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
 
 # Time kept back from the inbound deadline so the caller can still report an upstream failure.
 DEADLINE_MARGIN_S = 0.005
+
+# gRPC's built-in load-balancing policies a channel may use (PANTREE_GRPC_LB_POLICY).
+LB_POLICIES = ("pick_first", "round_robin")
 
 _SAFE_LEVELS = (
     descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
@@ -46,6 +50,22 @@ class ClientConfig:
         "Attempts (first try included) for idempotent unary calls that fail with UNAVAILABLE.",
     )
     """gRPC retryPolicy.maxAttempts; 1 turns retries off."""
+    lb_policy: str = setting(
+        "PANTREE_GRPC_LB_POLICY",
+        "pick_first",
+        "How a channel spreads calls over the addresses its target resolves to: pick_first (one "
+        "connection) or round_robin (one per address: with a headless Kubernetes Service, one "
+        "per pod).",
+    )
+    """round_robin spreads calls only when the name resolves to every backend (a headless
+    Service); a ClusterIP resolves to one address, and HTTP/2 keeps that one connection."""
+
+    def validate(self) -> None:
+        if self.lb_policy not in LB_POLICIES:
+            raise ConfigError(
+                f"PANTREE_GRPC_LB_POLICY must be one of {', '.join(LB_POLICIES)}, "
+                f"got {self.lb_policy!r}"
+            )
 
 
 def retry_service_config(
@@ -75,6 +95,16 @@ def retry_service_config(
                 },
             }
         ]
+    }
+
+
+def channel_service_config(
+    services: Iterable[descriptor.ServiceDescriptor], config: ClientConfig
+) -> dict[str, Any]:
+    """The service config of a channel: the retry policy and the load-balancing policy."""
+    return {
+        **retry_service_config(services, config.retry_attempts),
+        "loadBalancingConfig": [{config.lb_policy: {}}],
     }
 
 
@@ -131,13 +161,14 @@ def create_channel(
     services: Iterable[descriptor.ServiceDescriptor] = (),
 ) -> grpc.aio.Channel:
     """An insecure aio channel to `target` carrying request ids and derived deadlines, retrying
-    UNAVAILABLE on the idempotent unary methods of `services`. `max_message_bytes` is the
-    server's limit, so what one side sends the other accepts."""
+    UNAVAILABLE on the idempotent unary methods of `services`, balancing calls with
+    `config.lb_policy`. `max_message_bytes` is the server's limit, so what one side sends the
+    other accepts."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.enable_retries", 1),
-        ("grpc.service_config", json.dumps(retry_service_config(services, config.retry_attempts))),
+        ("grpc.service_config", json.dumps(channel_service_config(services, config))),
         *CLIENT_KEEPALIVE_OPTIONS,
     ]
     return grpc.aio.insecure_channel(

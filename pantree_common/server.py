@@ -58,6 +58,14 @@ class ServerConfig:
         "PANTREE_METRICS_PORT", 9464, "Port of the Prometheus /metrics endpoint; 0 turns it off."
     )
     """Served on PANTREE_HOST, apart from the gRPC port."""
+    max_connection_age_s: float = setting(
+        "PANTREE_MAX_CONNECTION_AGE_S",
+        0.0,
+        "Seconds after which the server asks a client to reconnect (GOAWAY; calls in flight get "
+        "PANTREE_SHUTDOWN_GRACE_S to finish), so clients re-resolve names and reach new "
+        "replicas; 0 (or less): never.",
+    )
+    """gRPC adds ±10% jitter so a fleet of clients does not reconnect at once."""
 
 
 @runtime_checkable
@@ -196,6 +204,11 @@ def create_server(
         ("grpc.so_reuseport", 0),
         *SERVER_KEEPALIVE_OPTIONS,
     ]
+    if config.max_connection_age_s > 0:
+        options += [
+            ("grpc.max_connection_age_ms", round(config.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", round(config.shutdown_grace_s * 1000)),
+        ]
     drain = Drain()
     server = grpc.aio.server(interceptors=[ServerInterceptor(drain)], options=options)
     port = server.add_insecure_port(f"{config.host}:{config.port}")
