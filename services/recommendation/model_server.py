@@ -1,6 +1,6 @@
 """The model server of the SageMaker bring-your-own-container contract: the trained subscription
 model behind `GET /ping` and `POST /invocations` (schema: invocation.py), started by SageMaker as
-`docker run IMAGE serve` (see Dockerfile.model-server) or locally as `pantree model-server`.
+`docker run IMAGE serve` (the Dockerfile's model-server stage) or locally as `pantree model-server`.
 
 Routes: `GET /ping` answers 200 once a model is loaded, 503 when the server scores with the
 heuristic (SageMaker then refuses to put it in service; a local caller may still invoke it).

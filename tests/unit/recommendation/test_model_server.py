@@ -207,7 +207,8 @@ def test_the_port_comes_from_sagemaker_bind_to_port() -> None:
 
 
 def test_the_image_serves_when_sagemaker_runs_it_with_serve() -> None:
-    dockerfile = (ROOT / "Dockerfile.model-server").read_text()
+    stages = (ROOT / "Dockerfile").read_text().split("\nFROM ")
+    dockerfile = next(s for s in stages if s.startswith("python-base AS model-server\n"))
     assert re.search(r"^ENTRYPOINT \[\"serve\"\]$", dockerfile, re.MULTILINE)
     assert re.search(r"^EXPOSE 8080$", dockerfile, re.MULTILINE)
     assert "SAGEMAKER_BIND_TO_PORT=8080" in dockerfile
