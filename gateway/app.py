@@ -34,7 +34,9 @@ from gateway import errors
 from gateway.config import GatewayConfig
 from gateway.middleware import REQUEST_ID_HEADER, RequestContext
 from gateway.schemas import message_schemas, ref
+from gateway.security import ClientRateLimit, Guard
 from pantree_common import config as config_loader
+from pantree_common.auth import TokenStore
 from pantree_common.client import ClientConfig, create_channel
 from pantree_common.descriptors import SERVICES
 from pantree_common.errors import InvalidArgument, PantreeError, Unavailable
@@ -50,6 +52,11 @@ ORCHESTRATOR = SERVICES["orchestrator"]
 HEALTH_TIMEOUT_S = 2.0
 # WebSocket close codes after an error: 4000 + the HTTP status of the error message sent first.
 WS_ERROR_CLOSE_BASE = 4000
+# The orchestrator RPC each guarded route calls: the route needs that RPC's scope.
+RECOMMEND = f"/{ORCHESTRATOR.full_name}/Recommend"
+PROCESS_SEED = f"/{ORCHESTRATOR.full_name}/ProcessSeed"
+LIST_ARCHETYPES = f"/{ORCHESTRATOR.full_name}/ListArchetypes"
+GET_CONFIG = f"/{ORCHESTRATOR.full_name}/GetConfig"
 
 M = TypeVar("M", bound=Message)
 
@@ -199,14 +206,27 @@ def create_app(config: GatewayConfig, client: ClientConfig, max_message_bytes: i
         redoc_url=None,
     )
     errors.install(app)
+    limit = None
+    if config.rate_limit_per_s > 0:
+        limit = ClientRateLimit(config.rate_limit_per_s, config.rate_limit_burst)
+    guard = Guard(TokenStore(config.auth), limit)
+
+    def guarded(method: str) -> list[Any]:
+        """The dependency that admits a request to a route calling `method`."""
+
+        def check(request: Request) -> None:
+            guard.check(request, method)
+
+        return [Depends(check)]
+
     if config.origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=config.origins,
             allow_credentials=config.cors_allow_credentials,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type", REQUEST_ID_HEADER],
-            expose_headers=[REQUEST_ID_HEADER],
+            allow_headers=["Content-Type", "Authorization", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
         )
     app.add_middleware(RequestContext, max_body_bytes=config.max_body_bytes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -255,6 +275,7 @@ def create_app(config: GatewayConfig, client: ClientConfig, max_message_bytes: i
         summary="Run ProcessSeed and answer with the whole result at once",
         openapi_extra=_body(pb.ProcessSeedRequest.DESCRIPTOR, SEED_EXAMPLE),
         responses=_ok(_component("ProcessResult")),
+        dependencies=guarded(PROCESS_SEED),
     )
     async def process(request: Request, upstream: Orchestrator) -> JSONResponse:
         seed = parse(await request.body(), pb.ProcessSeedRequest())
@@ -272,6 +293,7 @@ def create_app(config: GatewayConfig, client: ClientConfig, max_message_bytes: i
         summary="Ranked subscription offers for a purchase history (Recommend)",
         openapi_extra=_body(pb.RecommendRequest.DESCRIPTOR, HISTORY_EXAMPLE),
         responses=_ok(ref(pb.RecommendResponse.DESCRIPTOR)),
+        dependencies=guarded(RECOMMEND),
     )
     async def recommend(request: Request, upstream: Orchestrator) -> JSONResponse:
         body = parse(await request.body(), pb.RecommendRequest())
@@ -281,6 +303,7 @@ def create_app(config: GatewayConfig, client: ClientConfig, max_message_bytes: i
         "/api/v1/archetypes",
         summary="The shopper archetypes ProcessSeed accepts",
         responses=_ok(ref(pb.ListArchetypesResponse.DESCRIPTOR)),
+        dependencies=guarded(LIST_ARCHETYPES),
     )
     async def archetypes(upstream: Orchestrator) -> JSONResponse:
         return _json(await upstream.orchestrator.ListArchetypes(pb.ListArchetypesRequest()))
@@ -289,6 +312,7 @@ def create_app(config: GatewayConfig, client: ClientConfig, max_message_bytes: i
         "/api/v1/config",
         summary="Non-secret settings of the orchestrator and of this gateway",
         responses=_ok(ref(pb.GetConfigResponse.DESCRIPTOR)),
+        dependencies=guarded(GET_CONFIG),
     )
     async def settings(upstream: Orchestrator) -> JSONResponse:
         response = await upstream.orchestrator.GetConfig(pb.GetConfigRequest())
@@ -304,9 +328,13 @@ def create_app(config: GatewayConfig, client: ClientConfig, max_message_bytes: i
     async def stream(websocket: WebSocket, customer_id: str, upstream: Orchestrator) -> None:
         """Send one ProcessSeedRequest as JSON; get each ProcessSeed event as one JSON message
         as it is produced, then a normal close. After an error the last message is the error
-        body and the close code is 4000 + its HTTP status. Closing the socket cancels the call."""
+        body and the close code is 4000 + its HTTP status. Closing the socket cancels the call.
+        With authentication on, the token comes as `Authorization: Bearer` or, from browsers,
+        which cannot set that header here, as `?access_token=`; refusals close with 4401, 4403
+        or 4429 after their error body."""
         await websocket.accept()
         try:
+            guard.check(websocket, PROCESS_SEED)
             first = await websocket.receive()
             if first["type"] == "websocket.disconnect":
                 return

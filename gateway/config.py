@@ -8,8 +8,9 @@ process reads; only what is the gateway's own is declared here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from pantree_common.auth import AuthConfig
 from pantree_common.config import setting
 from pantree_common.errors import ConfigError
 
@@ -53,6 +54,22 @@ class GatewayConfig:
     )
     """Keeps one request from holding the gateway's memory; JSON is larger than the gRPC
     message it becomes, so the default stays under PANTREE_MAX_MESSAGE_BYTES."""
+    rate_limit_per_s: float = setting(
+        "PANTREE_GATEWAY_RATE_LIMIT_PER_S",
+        0.0,
+        "Requests per second each client (its token's name, else its address) may make to the "
+        "API and WebSocket, sustained; more get 429 with Retry-After; 0 turns the limit off.",
+    )
+    """A token bucket per client, refilled at this rate (gateway/security.py)."""
+    rate_limit_burst: int = setting(
+        "PANTREE_GATEWAY_RATE_LIMIT_BURST",
+        20,
+        "Requests a client may make at once before PANTREE_GATEWAY_RATE_LIMIT_PER_S applies.",
+    )
+    """The bucket's size: a page load's few calls pass even at a low sustained rate."""
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    """The same tokens and scopes as the gRPC servers: a route needs the scope of the RPC it
+    calls."""
 
     @property
     def origins(self) -> list[str]:
@@ -62,6 +79,11 @@ class GatewayConfig:
         if self.max_body_bytes < 1024:
             raise ConfigError(
                 f"PANTREE_GATEWAY_MAX_BODY_BYTES must be 1024 or more, got {self.max_body_bytes}"
+            )
+        if self.rate_limit_per_s < 0 or self.rate_limit_burst < 1:
+            raise ConfigError(
+                "PANTREE_GATEWAY_RATE_LIMIT_PER_S must be 0 or more and "
+                "PANTREE_GATEWAY_RATE_LIMIT_BURST 1 or more"
             )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"PANTREE_GATEWAY_PORT must be 0-65535, got {self.port}")

@@ -7,6 +7,8 @@ Every error the gateway returns, REST or WebSocket, has the same body:
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +17,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from gateway.security import RateLimited
 from pantree_common import context
 from pantree_common.errors import FieldViolation, PantreeError, bad_request_violations
+
+log = logging.getLogger("pantree.gateway")
 
 # google.rpc.Code's documented HTTP mapping, except FAILED_PRECONDITION: 409 keeps 400 for
 # requests whose fields are wrong, and tells the caller the server's state is what blocks it.
@@ -46,6 +51,9 @@ _GRPC_STATUS: dict[int, grpc.StatusCode] = {
 }
 
 INTERNAL_MESSAGE = "internal error; see the gateway log for this request id"
+# The orchestrator refusing the gateway's own token is the gateway's misconfiguration: the
+# caller, whose token the gateway already checked, gets a 500, not a 401 or 403.
+_OWN_CREDENTIALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 
 
 def error_body(
@@ -74,17 +82,29 @@ def rpc_error_body(exc: grpc.aio.AioRpcError | PantreeError) -> tuple[int, dict[
         violations: Sequence[FieldViolation] = getattr(exc, "violations", ())
     else:
         code, message, violations = exc.code(), exc.details() or "", bad_request_violations(exc)
+        if code in _OWN_CREDENTIALS:
+            log.error(
+                "the orchestrator refused the gateway's credentials (PANTREE_AUTH_CLIENT_TOKEN)",
+                extra={"code": code.name, "error": message},
+            )
+            code, message, violations = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, ()
     status = HTTP_STATUS[code]
     return status, error_body(status, code, message, violations)
 
 
-def _json(status: int, body: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(body, status_code=status)
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _rpc_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, grpc.aio.AioRpcError | PantreeError)
-    return _json(*rpc_error_body(exc))
+    status, body = rpc_error_body(exc)
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    elif status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="pantree"'
+    return _json(status, body, headers)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

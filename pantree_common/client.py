@@ -11,7 +11,8 @@ import grpc
 from google.protobuf import descriptor, descriptor_pb2
 
 from pantree_common import context
-from pantree_common.config import setting
+from pantree_common.auth import AUTHORIZATION_METADATA_KEY
+from pantree_common.config import read_file, secret_value, setting
 from pantree_common.errors import ConfigError
 
 # Aligned with server.SERVER_KEEPALIVE_OPTIONS: a ping every 30 s is above the server's 10 s floor.
@@ -20,6 +21,18 @@ CLIENT_KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+)
+
+# After a lost connection gRPC waits 1 s, then 1.6 times longer after each failed attempt, up to
+# 2 minutes: a step back after a long outage would go unused for minutes. Capped at 2 s, a
+# restarted or reachable-again step is dialled within 2 s; calls made meanwhile fail fast. A
+# connection attempt is given up after 300 ms (20 s by default; "min_reconnect_backoff" is the
+# least time an attempt gets): a peer on the same network answers in milliseconds, and a call
+# retried towards an unreachable one fails within a second rather than waiting out the attempt.
+CLIENT_RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.min_reconnect_backoff_ms", 200),
 )
 
 # Time kept back from the inbound deadline so the caller can still report an upstream failure.
@@ -59,6 +72,45 @@ class ClientConfig:
     )
     """round_robin spreads calls only when the name resolves to every backend (a headless
     Service); a ClusterIP resolves to one address, and HTTP/2 keeps that one connection."""
+    tls_ca_file: str = setting(
+        "PANTREE_TLS_CA_FILE",
+        "",
+        "PEM CA bundle that servers' certificates must chain to; setting it makes outbound "
+        "calls use TLS.",
+    )
+    """The orchestrator's calls to its steps, the gateway's, the CLI's and doctor's."""
+    tls_cert_file: str = setting(
+        "PANTREE_TLS_CLIENT_CERT_FILE",
+        "",
+        "PEM client certificate presented to servers that require mutual TLS.",
+    )
+    """Needs PANTREE_TLS_CA_FILE and PANTREE_TLS_CLIENT_KEY_FILE."""
+    tls_key_file: str = setting(
+        "PANTREE_TLS_CLIENT_KEY_FILE", "", "PEM private key of PANTREE_TLS_CLIENT_CERT_FILE."
+    )
+    """A mounted Secret; read when a channel is created."""
+    tls_server_name: str = setting(
+        "PANTREE_TLS_SERVER_NAME",
+        "",
+        "Name expected in servers' certificates instead of the dialled host (tests, "
+        "all-in-one mode dialling 127.0.0.1).",
+    )
+    """gRPC's ssl_target_name_override."""
+    auth_token: str = setting(
+        "PANTREE_AUTH_CLIENT_TOKEN",
+        "",
+        "Bearer token sent on outbound calls (the orchestrator's needs the internal scope); "
+        "empty sends none.",
+        secret=True,
+    )
+    """Sent as `authorization: Bearer ...` metadata; never logged nor returned by GetConfig."""
+    auth_token_file: str = setting(
+        "PANTREE_AUTH_CLIENT_TOKEN_FILE",
+        "",
+        "File holding the bearer token (a mounted secret), read when PANTREE_AUTH_CLIENT_TOKEN "
+        "is empty.",
+    )
+    """So a Kubernetes secret can be mounted instead of put in the environment."""
 
     def validate(self) -> None:
         if self.lb_policy not in LB_POLICIES:
@@ -66,6 +118,32 @@ class ClientConfig:
                 f"PANTREE_GRPC_LB_POLICY must be one of {', '.join(LB_POLICIES)}, "
                 f"got {self.lb_policy!r}"
             )
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError(
+                "PANTREE_TLS_CLIENT_CERT_FILE and PANTREE_TLS_CLIENT_KEY_FILE go together"
+            )
+        if (self.tls_cert_file or self.tls_server_name) and not self.tls_ca_file:
+            raise ConfigError(
+                "PANTREE_TLS_CLIENT_CERT_FILE and PANTREE_TLS_SERVER_NAME need PANTREE_TLS_CA_FILE"
+            )
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """TLS as configured (with a client certificate for mutual TLS); None: plaintext."""
+        if not self.tls_ca_file:
+            return None
+        cert, key = self.tls_cert_file, self.tls_key_file
+        return grpc.ssl_channel_credentials(
+            root_certificates=read_file("PANTREE_TLS_CA_FILE", self.tls_ca_file),
+            private_key=read_file("PANTREE_TLS_CLIENT_KEY_FILE", key) if key else None,
+            certificate_chain=read_file("PANTREE_TLS_CLIENT_CERT_FILE", cert) if cert else None,
+        )
+
+    def authorization(self) -> str:
+        """The `authorization` metadata value outbound calls carry; "" for none."""
+        token = secret_value(
+            self.auth_token, self.auth_token_file, "PANTREE_AUTH_CLIENT_TOKEN_FILE"
+        )
+        return f"Bearer {token}" if token else ""
 
 
 def retry_service_config(
@@ -119,12 +197,14 @@ def call_timeout(requested: float | None, default: float) -> float:
 
 
 def _with_context(
-    details: grpc.aio.ClientCallDetails, default: float
+    details: grpc.aio.ClientCallDetails, default: float, authorization: str
 ) -> grpc.aio.ClientCallDetails:
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
     request_id = context.request_id.get()
     if request_id and context.REQUEST_ID_METADATA_KEY not in metadata:
         metadata.add(context.REQUEST_ID_METADATA_KEY, request_id)
+    if authorization and AUTHORIZATION_METADATA_KEY not in metadata:
+        metadata.add(AUTHORIZATION_METADATA_KEY, authorization)
     return grpc.aio.ClientCallDetails(
         method=details.method,
         timeout=call_timeout(details.timeout, default),
@@ -135,23 +215,27 @@ def _with_context(
 
 
 class _UnaryContext(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    def __init__(self, default_timeout: float) -> None:
+    def __init__(self, default_timeout: float, authorization: str) -> None:
         self._default = default_timeout
+        self._authorization = authorization
 
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
-        return await continuation(_with_context(client_call_details, self._default), request)
+        details = _with_context(client_call_details, self._default, self._authorization)
+        return await continuation(details, request)
 
 
 class _StreamContext(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
-    def __init__(self, default_timeout: float) -> None:
+    def __init__(self, default_timeout: float, authorization: str) -> None:
         self._default = default_timeout
+        self._authorization = authorization
 
     async def intercept_unary_stream(
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
-        return await continuation(_with_context(client_call_details, self._default), request)
+        details = _with_context(client_call_details, self._default, self._authorization)
+        return await continuation(details, request)
 
 
 def create_channel(
@@ -160,7 +244,9 @@ def create_channel(
     max_message_bytes: int,
     services: Iterable[descriptor.ServiceDescriptor] = (),
 ) -> grpc.aio.Channel:
-    """An insecure aio channel to `target` carrying request ids and derived deadlines, retrying
+    """An aio channel to `target`, TLS when configured, carrying request ids, derived deadlines
+    and the configured bearer token (as metadata: gRPC drops call credentials on plaintext
+    channels, such as all-in-one mode on a laptop), retrying
     UNAVAILABLE on the idempotent unary methods of `services`, balancing calls with
     `config.lb_policy`. `max_message_bytes` is the server's limit, so what one side sends the
     other accepts."""
@@ -170,12 +256,16 @@ def create_channel(
         ("grpc.enable_retries", 1),
         ("grpc.service_config", json.dumps(channel_service_config(services, config))),
         *CLIENT_KEEPALIVE_OPTIONS,
+        *CLIENT_RECONNECT_OPTIONS,
     ]
-    return grpc.aio.insecure_channel(
-        target,
-        options=options,
-        interceptors=[
-            _UnaryContext(config.default_timeout_s),  # type: ignore[list-item]
-            _StreamContext(config.default_timeout_s),  # type: ignore[list-item]
-        ],
-    )
+    if config.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", config.tls_server_name))
+    authorization = config.authorization()
+    interceptors: list[Any] = [
+        _UnaryContext(config.default_timeout_s, authorization),
+        _StreamContext(config.default_timeout_s, authorization),
+    ]
+    credentials = config.credentials()
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)

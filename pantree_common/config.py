@@ -46,6 +46,25 @@ def setting(env_var: str, default: Any, description: str, *, secret: bool = Fals
     return field(default=default, metadata={_META_KEY: info})
 
 
+def read_file(env_var: str, path: str) -> bytes:
+    """The content of the file setting `env_var` names (a mounted secret, a certificate); the
+    error names the setting and the path, never the content."""
+    resolved = Path(path).expanduser()
+    try:
+        return resolved.read_bytes()
+    except OSError as error:
+        raise ConfigError(
+            f"{env_var} {str(resolved)!r} cannot be read: {error.strerror or error}"
+        ) from None
+
+
+def secret_value(value: str, path: str, file_env_var: str) -> str:
+    """A secret given inline, else read from the file `file_env_var` names, else ""."""
+    if value or not path:
+        return value
+    return read_file(file_env_var, path).decode("utf-8").strip()
+
+
 def _parse(raw: str, kind: type, env_var: str) -> Any:
     text = raw.strip()
     if kind is bool:

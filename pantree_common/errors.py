@@ -83,6 +83,18 @@ class Unavailable(PantreeError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Unauthenticated(PantreeError):
+    """The call carries no credential, or one that is malformed or unknown."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(PantreeError):
+    """The caller is known but its scopes do not cover what it asked for."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class Collector:
     """Gathers field violations so a request reports every bad field at once."""
 
@@ -116,6 +128,11 @@ def bad_request_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[
     return found
 
 
+_NOT_THE_CALLERS = frozenset(
+    {grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+)
+
+
 class UpstreamError(PantreeError):
     """A call to another Pantree service failed; keeps that service's status and details."""
 
@@ -126,8 +143,10 @@ class UpstreamError(PantreeError):
         details: str,
         violations: Sequence[FieldViolation] = (),
     ) -> None:
-        # An upstream UNKNOWN is our bug somewhere else: report it as INTERNAL, never UNKNOWN.
-        self.code = grpc.StatusCode.INTERNAL if code == grpc.StatusCode.UNKNOWN else code
+        # An upstream UNKNOWN is our bug somewhere else, and a step refusing this service's own
+        # credentials is its misconfiguration, not the caller's: INTERNAL, never UNKNOWN, and
+        # never UNAUTHENTICATED or PERMISSION_DENIED for a caller whose credentials were fine.
+        self.code = grpc.StatusCode.INTERNAL if code in _NOT_THE_CALLERS else code
         self.step = step
         self.violations = tuple(violations)
         super().__init__(f"{step} step failed ({code.name}): {details}")

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from threading import Thread
 from typing import Any, Protocol, runtime_checkable
 from wsgiref.simple_server import WSGIServer
@@ -16,7 +16,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from pantree_common import metrics
-from pantree_common.config import setting
+from pantree_common.auth import AuthConfig, AuthInterceptor, TokenStore
+from pantree_common.config import read_file, setting
 from pantree_common.errors import ConfigError
 from pantree_common.interceptors import Drain, ServerInterceptor
 
@@ -66,6 +67,47 @@ class ServerConfig:
         "replicas; 0 (or less): never.",
     )
     """gRPC adds ±10% jitter so a fleet of clients does not reconnect at once."""
+    tls_cert_file: str = setting(
+        "PANTREE_TLS_CERT_FILE",
+        "",
+        "PEM certificate chain of the gRPC port; with PANTREE_TLS_KEY_FILE it turns TLS on.",
+    )
+    """Its names (SANs) must match the address clients dial, or their PANTREE_TLS_SERVER_NAME."""
+    tls_key_file: str = setting(
+        "PANTREE_TLS_KEY_FILE", "", "PEM private key of PANTREE_TLS_CERT_FILE."
+    )
+    """A mounted Secret; read once at start-up."""
+    tls_client_ca_file: str = setting(
+        "PANTREE_TLS_CLIENT_CA_FILE",
+        "",
+        "PEM CA bundle client certificates must chain to; setting it requires one (mutual TLS).",
+    )
+    """Clients without a certificate it signed fail the handshake, before any RPC."""
+    auth: AuthConfig = field(default_factory=AuthConfig)
+
+    def validate(self) -> None:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("PANTREE_TLS_CERT_FILE and PANTREE_TLS_KEY_FILE go together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ConfigError("PANTREE_TLS_CLIENT_CA_FILE needs PANTREE_TLS_CERT_FILE")
+
+    def credentials(self) -> grpc.ServerCredentials | None:
+        """TLS (mutual when a client CA is set) as configured; None: plaintext."""
+        if not self.tls_cert_file:
+            return None
+        client_ca = self.tls_client_ca_file
+        return grpc.ssl_server_credentials(
+            [
+                (
+                    read_file("PANTREE_TLS_KEY_FILE", self.tls_key_file),
+                    read_file("PANTREE_TLS_CERT_FILE", self.tls_cert_file),
+                )
+            ],
+            root_certificates=read_file("PANTREE_TLS_CLIENT_CA_FILE", client_ca)
+            if client_ca
+            else None,
+            require_client_auth=bool(client_ca),
+        )
 
 
 @runtime_checkable
@@ -210,8 +252,26 @@ def create_server(
             ("grpc.max_connection_age_grace_ms", round(config.shutdown_grace_s * 1000)),
         ]
     drain = Drain()
-    server = grpc.aio.server(interceptors=[ServerInterceptor(drain)], options=options)
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [ServerInterceptor(drain)]
+    tokens = TokenStore(config.auth)
+    if tokens.enabled:
+        interceptors.insert(0, AuthInterceptor(tokens))
+    credentials = config.credentials()
+    log.info(
+        "security",
+        extra={
+            "tls": "mutual" if config.tls_client_ca_file else "on" if credentials else "off",
+            "auth": {"tokens": tokens.names} if tokens.enabled else "off",
+        },
+    )
+    if tokens.enabled and credentials is None:
+        log.warning("bearer tokens are on without TLS: they cross the network in clear text")
+    server = grpc.aio.server(interceptors=interceptors, options=options)
+    address = f"{config.host}:{config.port}"
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"cannot bind {config.host}:{config.port}")
     pantree_server = PantreeServer(server, port, config, drain)

@@ -15,6 +15,7 @@ const PLAIN_ERRORS = {
   UNAVAILABLE: "The recommendation service can't be reached right now. Please try again in a moment.",
   DEADLINE_EXCEEDED: "The recommendation service took too long to answer. Please try again.",
   UNAUTHENTICATED: "You need to sign in to do this.",
+  PERMISSION_DENIED: "Your access token does not allow this.",
   FAILED_PRECONDITION: "The service isn't ready for this yet. Please try again later.",
 };
 
@@ -63,6 +64,27 @@ function showError(error) {
   setStatus("Stopped.");
 }
 
+// With authentication on, the page needs a token with the process_seed scope: from the address's
+// fragment (#token=..., which browsers never send to a server), else asked for when the gateway
+// answers 401; kept for this tab only. The WebSocket gets it as ?access_token= (browsers cannot
+// set headers on it).
+const TOKEN_KEY = "pantree-token";
+
+function accessToken() {
+  const fromFragment = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromFragment) {
+    sessionStorage.setItem(TOKEN_KEY, fromFragment);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+function askForToken() {
+  const given = (prompt("This Pantree gateway needs an access token:") || "").trim();
+  if (given) sessionStorage.setItem(TOKEN_KEY, given);
+  return Boolean(given);
+}
+
 function dateOf(d) {
   return new Date(Date.UTC(d.year, d.month - 1, d.day || 1));
 }
@@ -70,7 +92,10 @@ function dateOf(d) {
 async function loadArchetypes() {
   const select = $("#archetype");
   try {
-    const response = await fetch("/api/v1/archetypes", { headers: { Accept: "application/json" } });
+    const headers = { Accept: "application/json" };
+    if (accessToken()) headers.Authorization = `Bearer ${accessToken()}`;
+    const response = await fetch("/api/v1/archetypes", { headers });
+    if (response.status === 401 && askForToken()) return loadArchetypes();
     const body = await response.json();
     if (!response.ok) throw body.error || { status: "INTERNAL" };
     select.replaceChildren(
@@ -116,7 +141,8 @@ function start(event) {
   };
   const customer = `web-${Math.random().toString(36).slice(2, 10)}`;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/stream/${customer}`);
+  const query = accessToken() ? `?access_token=${encodeURIComponent(accessToken())}` : "";
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/stream/${customer}${query}`);
   state.socket = socket;
   setStatus("Connecting…", 0);
   $("#start").disabled = true;
@@ -134,6 +160,10 @@ function start(event) {
 function handle(event) {
   if (event.error) {
     state.finished = true;
+    if (event.error.status === "UNAUTHENTICATED") {
+      sessionStorage.removeItem(TOKEN_KEY);
+      askForToken(); // used by the next run
+    }
     showError(event.error);
   } else if (event.resolution) {
     renderResolution(event.resolution);

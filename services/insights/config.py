@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from pantree_common.config import setting
+from pantree_common.config import secret_value, setting
 from pantree_common.errors import ConfigError
 
 STRUCTURED_OUTPUTS = ("json_schema", "guided_json", "nvext", "none")
@@ -130,12 +129,4 @@ class InsightsConfig:
 
     def api_key(self) -> str:
         """PANTREE_LLM_API_KEY, else the content of PANTREE_LLM_API_KEY_FILE, else ""."""
-        if self.llm_api_key or not self.llm_api_key_file:
-            return self.llm_api_key
-        path = Path(self.llm_api_key_file).expanduser()
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ConfigError(
-                f"PANTREE_LLM_API_KEY_FILE {str(path)!r} cannot be read: {error.strerror or error}"
-            ) from None
+        return secret_value(self.llm_api_key, self.llm_api_key_file, "PANTREE_LLM_API_KEY_FILE")

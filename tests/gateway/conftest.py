@@ -35,13 +35,14 @@ class Gateway:
             raise
 
 
-def start_gateway(tmp_path: Path, mesh: ServerProcess, timeout: float = 30) -> Gateway:
+def start_gateway(tmp_path: Path, mesh: ServerProcess, timeout: float = 30, **env: str) -> Gateway:
     port = unused_port()
     log_path = tmp_path / "gateway.log"
     environment = {
         **os.environ,
         "PANTREE_GATEWAY_CORS_ORIGINS": CORS_ORIGIN,
         "PANTREE_GATEWAY_MAX_BODY_BYTES": "65536",
+        **env,
     }
     command = [str(BIN / "pantree"), "serve", "gateway", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--orchestrator", mesh.address]

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, Request, expect, sync_playwright
 
-from tests.gateway.conftest import Gateway
+from pantree_common.auth import new_token
+from tests.gateway.conftest import Gateway, start_gateway
 
 CHROMIUM = os.environ.get("PANTREE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts" / "gateway"
@@ -85,3 +86,27 @@ def test_a_refused_seed_is_explained_in_plain_words(page: Page) -> None:
     expect(alert).to_contain_text("Some of what you entered can't be used.")
     expect(alert).to_contain_text("Reference:")
     expect(page.locator(".month-card")).to_have_count(0)
+
+
+def test_with_authentication_on_the_page_asks_for_a_token_once(
+    browser: Browser, gateway: Gateway, tmp_path: Path
+) -> None:
+    token, line = new_token("process_seed", "web-demo")
+    secured = start_gateway(tmp_path, gateway.mesh, PANTREE_AUTH_TOKENS=line)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        asked: list[str] = []
+
+        def answer(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            dialog.accept(token)
+
+        page.on("dialog", answer)
+        page.goto(secured.url + "/")
+        start_with_keyboard(page, "milk, eggs, coffee")
+        expect(page.locator("#summary")).to_contain_text("offers saving")
+        assert len(asked) == 1 and "access token" in asked[0]
+    finally:
+        context.close()
+        assert secured.stop() == 0
