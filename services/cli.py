@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -336,6 +337,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--cutoff", default="end", help="train on days before this day number ('end': all)"
     )
 
+    batch = commands.add_parser(
+        "batch", help="score every shopper of a purchase file in-process into a Parquet file"
+    )
+    batch.add_argument("--input", required=True, help=datasets)
+    batch.add_argument("--output", type=Path, required=True, help="Parquet file to write")
+    batch.add_argument(
+        "--shard-index", type=int, help="shard to score (default: $JOB_COMPLETION_INDEX or 0)"
+    )
+    batch.add_argument("--shard-count", type=int, default=1, help="shards in all (default 1)")
+    batch.add_argument(
+        "--model", help="model directory (default: $PANTREE_MODEL_PATH; '': the heuristic)"
+    )
+    batch.add_argument(
+        "--as-of", default="", help="analysis date YYYY-MM-DD (default: after the last purchase)"
+    )
+    batch.add_argument("--max-offers", type=int, default=0, help="most offers per shopper")
+    batch.add_argument("--workers", type=int, default=1, help="scoring processes (default 1)")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+
     model_server = commands.add_parser(
         "model-server",
         help="serve the model as a SageMaker container: GET /ping, POST /invocations",
@@ -357,6 +377,62 @@ def _model_server(args: argparse.Namespace) -> int:
     if args.host:
         overrides["PANTREE_MODEL_SERVER_HOST"] = args.host
     return model_server.main(overrides)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    """`pantree batch` (services.recommendation.batch): bad input is one line on stderr and exit
+    code 2, never a traceback."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from pantree_common.datasets.registry import load_dataset  # noqa: PLC0415
+    from pantree_common.domain.catalog import open_catalog, use_catalog  # noqa: PLC0415
+    from pantree_common.domain.dates import from_epoch_day  # noqa: PLC0415
+    from services.recommendation import batch  # noqa: PLC0415
+    from services.recommendation.model import load as load_model  # noqa: PLC0415
+
+    pantree_logging.configure("WARNING", sys.stderr)
+    try:
+        options = batch.BatchOptions.parse(
+            as_of=args.as_of,
+            max_offers=args.max_offers,
+            shard_index=args.shard_index,
+            shard_count=args.shard_count,
+            workers=args.workers,
+            environ=os.environ,
+        )
+        batch.check_output(args.output)
+        config = _load_config({})
+        use_catalog(open_catalog(config.catalog.catalog, config.vectors.data_dir))
+        model_path = config.recommendation.model_path if args.model is None else args.model
+        model = load_model(model_path) if model_path else None
+        transactions = load_dataset(args.input)
+        hidden = args.quiet or not sys.stderr.isatty()
+        with tqdm(unit=" shoppers", disable=hidden, file=sys.stderr) as bar:
+
+            def show(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            result = batch.run(
+                transactions,
+                args.output,
+                options,
+                config.recommendation,
+                config.frequency.min_purchases,
+                model,
+                show,
+            )
+    except PantreeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    shard = f"shard {options.shard_index} of {options.shard_count}"
+    print(
+        f"wrote {args.output}: {result.offers:,} offers for {result.customers_with_offers:,} "
+        f"of {result.customers:,} shoppers ({shard}), scored by {result.scored_by}, as of "
+        f"{from_epoch_day(result.as_of_epoch_day)}, "
+        f"in {result.seconds:.1f} s"
+    )
+    return 0
 
 
 def _offline(args: argparse.Namespace) -> int:
@@ -437,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = _offline(args)
         elif args.command == "model-server":
             code = _model_server(args)
+        elif args.command == "batch":
+            code = _batch(args)
         else:
             code = asyncio.run(_run(args))
     except ConfigError as exc:
