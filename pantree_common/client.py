@@ -15,11 +15,16 @@ from pantree_common.auth import AUTHORIZATION_METADATA_KEY
 from pantree_common.config import read_file, secret_value, setting
 from pantree_common.errors import ConfigError
 
-# Aligned with server.SERVER_KEEPALIVE_OPTIONS: a ping every 30 s is above the server's 10 s floor.
+# While calls are in flight, a connection silent for 200 ms gets a ping, and gRPC sets
+# TCP_USER_TIMEOUT to the keepalive timeout: a peer whose kernel stops acknowledging (a cut link,
+# a dead host) fails those calls with UNAVAILABLE within about 0.7 s instead of at their
+# deadline, while a live peer that is merely busy (its kernel still acknowledges) is kept
+# (tests/reliability/test_multihost.py). Idle connections are not pinged. The server accepts
+# pings down to every 100 ms (server.SERVER_KEEPALIVE_OPTIONS).
 CLIENT_KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.keepalive_time_ms", 200),
+    ("grpc.keepalive_timeout_ms", 200),
+    ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
 )
 

@@ -77,6 +77,12 @@ class FailedPrecondition(PantreeError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class DeadlineExceeded(PantreeError):
+    """The caller's deadline has passed: its work is not started, or its late result not sent."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class Unavailable(PantreeError):
     """A dependency cannot be reached; retrying later may succeed."""
 

@@ -8,7 +8,6 @@ generic message (the details go to the log, never to the caller). Nothing surfac
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +18,7 @@ from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
 from pantree_common import context, metrics
-from pantree_common.errors import InvalidArgument, PantreeError, UpstreamError
+from pantree_common.errors import DeadlineExceeded, InvalidArgument, PantreeError, UpstreamError
 
 log = logging.getLogger("pantree.rpc")
 
@@ -29,29 +28,48 @@ if TYPE_CHECKING:
 
 
 class Drain:
-    """In-flight call accounting for graceful shutdown.
+    """In-flight call accounting for graceful shutdown and overload.
 
-    While draining, new calls are refused with UNAVAILABLE, except calls to `internal_services`:
-    in all-in-one mode the orchestrator's in-flight streams still need their steps on this very
-    server to finish.
+    While draining, new calls are refused with UNAVAILABLE; with `max_in_flight` set, a call
+    that would exceed it is refused at once with RESOURCE_EXHAUSTED, before any work. Calls to
+    `internal_services` are exempt from both: in all-in-one mode the orchestrator's in-flight
+    streams still need their steps on this very server to finish. gRPC's health and reflection
+    services are never counted (ServerInterceptor passes them through), so health answers under
+    any load; gRPC's own maximum_concurrent_rpcs would refuse them too.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_in_flight: int = 0) -> None:
         self.in_flight = 0
+        self.max_in_flight = max_in_flight
         self.draining = False
         self.internal_services: frozenset[str] = frozenset()
+        self._limited = 0  # calls in flight that count against max_in_flight
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def admits(self, method: str) -> bool:
-        return not self.draining or method.split("/")[1] in self.internal_services
+    def _internal(self, method: str) -> bool:
+        return method.split("/")[1] in self.internal_services
 
-    def enter(self) -> None:
+    def refusal(self, method: str) -> tuple[grpc.StatusCode, str] | None:
+        """The status a new call to `method` is turned away with, or None to admit it."""
+        if self._internal(method):
+            return None
+        if self.draining:
+            return grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN
+        if 0 < self.max_in_flight <= self._limited:
+            return grpc.StatusCode.RESOURCE_EXHAUSTED, (
+                f"server busy: {self.max_in_flight} calls in flight; retry with backoff"
+            )
+        return None
+
+    def enter(self, method: str) -> None:
         self.in_flight += 1
+        self._limited += not self._internal(method)
         self._idle.clear()
 
-    def leave(self) -> None:
+    def leave(self, method: str) -> None:
         self.in_flight -= 1
+        self._limited -= not self._internal(method)
         if self.in_flight == 0:
             self._idle.set()
 
@@ -75,12 +93,25 @@ def status_for(exc: BaseException) -> status_pb2.Status:
     )
 
 
-def _enter(context_: grpc.aio.ServicerContext[Any, Any]) -> tuple[contextvars.Token[str], float]:
+def _enter(context_: grpc.aio.ServicerContext[Any, Any]) -> float:
+    """Set the call's request id and deadline; returns its start time. Each call runs in a task
+    of its own, so the values are not reset afterwards: a stream abandoned by its caller (a
+    deadline, a cancel) while it waited at a `yield` is closed later from another task, whose
+    context a reset token would not belong to."""
     metadata = dict(context_.invocation_metadata() or ())
     request_id = str(metadata.get(context.REQUEST_ID_METADATA_KEY) or context.new_request_id())
     remaining = context_.time_remaining()
     context.deadline.set(None if remaining is None else time.monotonic() + remaining)
-    return context.request_id.set(request_id), time.perf_counter()
+    context.request_id.set(request_id)
+    return time.perf_counter()
+
+
+def _check_deadline() -> None:
+    """A caller whose deadline has passed has given up: start no work for it and send it no
+    late result (gRPC's own deadline timers can fire milliseconds late on a busy process)."""
+    remaining = context.remaining_seconds()
+    if remaining is not None and remaining <= 0:
+        raise DeadlineExceeded("the call's deadline has passed")
 
 
 async def _abort(
@@ -147,13 +178,16 @@ def _wrap_unary(
     method: str, behavior: Callable[..., Awaitable[Any]], drain: Drain
 ) -> Callable[..., Any]:
     async def handle(request: Any, context_: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if not drain.admits(method):
-            await context_.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
-        token, started = _enter(context_)
-        drain.enter()
+        if refused := drain.refusal(method):
+            metrics.record(method, refused[0].name, 0.0)
+            await context_.abort(*refused)
+        started = _enter(context_)
+        drain.enter(method)
         try:
             _check_decoded(request)
+            _check_deadline()
             response = await behavior(request, context_)
+            _check_deadline()
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
@@ -162,8 +196,7 @@ def _wrap_unary(
             _done(method, started)
             return response
         finally:
-            drain.leave()
-            context.request_id.reset(token)
+            drain.leave(method)
 
     return handle
 
@@ -172,14 +205,17 @@ def _wrap_stream(method: str, behavior: StreamBehavior, drain: Drain) -> Callabl
     async def handle(
         request: Any, context_: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        if not drain.admits(method):
-            await context_.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
-        token, started = _enter(context_)
-        drain.enter()
+        if refused := drain.refusal(method):
+            metrics.record(method, refused[0].name, 0.0)
+            await context_.abort(*refused)
+        started = _enter(context_)
+        drain.enter(method)
         sent = 0
         try:
             _check_decoded(request)
+            _check_deadline()
             async for response in behavior(request, context_):
+                _check_deadline()
                 yield response
                 sent += 1
         except grpc.aio.AbortError:
@@ -189,8 +225,7 @@ def _wrap_stream(method: str, behavior: StreamBehavior, drain: Drain) -> Callabl
         else:
             _done(method, started, sent)
         finally:
-            drain.leave()
-            context.request_id.reset(token)
+            drain.leave(method)
 
     return handle
 

@@ -26,13 +26,14 @@ log = logging.getLogger("pantree.server")
 # What servicer methods receive; request/response types are already on the method signature.
 Context = grpc.aio.ServicerContext[Any, Any]
 
-# Keepalive: clients ping every 30 s (see client.py); the server accepts pings down to every
-# 10 s, so a client never gets GOAWAY(too_many_pings) for following its own settings.
+# Keepalive: clients with calls in flight ping a silent connection every 200 ms (see client.py);
+# the server accepts pings down to every 100 ms, so a client never gets GOAWAY(too_many_pings)
+# for following its own settings.
 SERVER_KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 100),
     ("grpc.http2.max_pings_without_data", 0),
 )
 
@@ -59,6 +60,14 @@ class ServerConfig:
         "PANTREE_METRICS_PORT", 9464, "Port of the Prometheus /metrics endpoint; 0 turns it off."
     )
     """Served on PANTREE_HOST, apart from the gRPC port."""
+    max_concurrent_rpcs: int = setting(
+        "PANTREE_MAX_CONCURRENT_RPCS",
+        500,
+        "Calls this server works on at once; one more is refused at once with "
+        "RESOURCE_EXHAUSTED; 0 (or less): no limit. Health checks are never refused.",
+    )
+    """Sheds load before latency and memory grow; in all-in-one mode only calls from outside
+    count (the orchestrator's calls to its own steps never are refused)."""
     max_connection_age_s: float = setting(
         "PANTREE_MAX_CONNECTION_AGE_S",
         0.0,
@@ -251,7 +260,7 @@ def create_server(
             ("grpc.max_connection_age_ms", round(config.max_connection_age_s * 1000)),
             ("grpc.max_connection_age_grace_ms", round(config.shutdown_grace_s * 1000)),
         ]
-    drain = Drain()
+    drain = Drain(config.max_concurrent_rpcs)
     interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [ServerInterceptor(drain)]
     tokens = TokenStore(config.auth)
     if tokens.enabled:

@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pantree.domain.v1 import product_pb2
 from pantree.orchestrator.v1 import orchestrator_service_pb2 as pb
 from pantree.orchestrator.v1.orchestrator_service_pb2_grpc import OrchestratorServiceStub
 
 from tests.e2e.conftest import BIN, ServerProcess, start_server
 from tests.histories import rhythmic_history
+from tests.reliability.harness import record_figures
 
+SERVING = health_pb2.HealthCheckResponse.SERVING
 STEP_SERVICES = {
     "pantree.simulation.v1.SimulationService",
     "pantree.vectors.v1.VectorService",
@@ -174,28 +178,50 @@ def test_python_client_recommend(mesh_process: ServerProcess) -> None:
 
 
 def test_sigterm_drains_in_flight_streams(tmp_path: Path, free_port: int) -> None:
-    server = start_server(tmp_path, free_port, PANTREE_SIMULATION_MONTH_DELAY_MS="200")
+    """Fault 2: SIGTERM with 10 streams in flight: every one completes, a new call meanwhile
+    gets UNAVAILABLE, and the process exits well within its grace period."""
+    grace_s = 5.0
+    server = start_server(
+        tmp_path,
+        free_port,
+        PANTREE_SIMULATION_MONTH_DELAY_MS="200",
+        PANTREE_SHUTDOWN_GRACE_S=str(grace_s),
+    )
+    request = pb.ProcessSeedRequest(
+        archetype="busy_family", months=5, seed_items=[product_pb2.SeedItem(name="milk")]
+    )
     try:
         with grpc.insecure_channel(server.address) as channel:
-            stream = OrchestratorServiceStub(channel).ProcessSeed(
-                pb.ProcessSeedRequest(
-                    archetype="busy_family",
-                    months=5,
-                    seed_items=[product_pb2.SeedItem(name="milk")],
-                ),
-                timeout=30,
-            )
-            events = [next(stream)]
+            stub = OrchestratorServiceStub(channel)
+            streams = [stub.ProcessSeed(request, timeout=30) for _ in range(10)]
+            firsts = [next(stream) for stream in streams]
+            signalled = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
-            events.extend(stream)
-            assert stream.code() == grpc.StatusCode.OK
-        assert sum(1 for e in events if e.HasField("month")) == 5
-        assert events[-1].HasField("summary")
-        started = time.monotonic()
-        assert server.process.wait(timeout=15) == 0
-        assert time.monotonic() - started < 15
+            health = health_pb2_grpc.HealthStub(channel)
+            while health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == SERVING:
+                time.sleep(0.01)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Recommend(pb.RecommendRequest(history=rhythmic_history()), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            events = [[first, *stream] for first, stream in zip(firsts, streams, strict=True)]
+            assert [stream.code() for stream in streams] == [grpc.StatusCode.OK] * 10
+        for stream_events in events:
+            assert sum(1 for e in stream_events if e.HasField("month")) == 5
+            assert stream_events[-1].HasField("summary")
+        assert server.process.wait(timeout=grace_s) == 0
+        exited_after_s = time.monotonic() - signalled
+        assert exited_after_s < grace_s
     finally:
         server.stop()
+    record_figures(
+        "sigterm-drain",
+        {
+            "streams": 10,
+            "completed": 10,
+            "grace_s": grace_s,
+            "exit_after_sigterm_s": exited_after_s,
+        },
+    )
 
 
 def test_one_step_serves_alone(tmp_path: Path, free_port: int) -> None:

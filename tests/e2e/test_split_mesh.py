@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -11,47 +9,14 @@ from pantree.domain.v1 import product_pb2
 from pantree.orchestrator.v1 import orchestrator_service_pb2 as pb
 from pantree.orchestrator.v1.orchestrator_service_pb2_grpc import OrchestratorServiceStub
 
-from tests.e2e.conftest import ServerProcess, start_server
+from tests.e2e.conftest import start_split_mesh
 from tests.histories import rhythmic_history
-
-STEPS = ("simulation", "vectors", "frequency", "insights", "recommendation")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def test_a_seed_flows_through_six_processes(tmp_path: Path) -> None:
-    *step_ports, orchestrator_port = free_ports(len(STEPS) + 1)
-    running: list[ServerProcess] = []
+    mesh = start_split_mesh(tmp_path)
     try:
-        with ThreadPoolExecutor(len(STEPS)) as pool:
-            starting = [
-                pool.submit(start_server, tmp_path / step, port, step=step)
-                for step, port in zip(STEPS, step_ports, strict=True)
-            ]
-            errors = [future.exception() for future in starting]
-            running.extend(
-                f.result() for f, error in zip(starting, errors, strict=True) if not error
-            )
-            if failed := next((error for error in errors if error), None):
-                raise failed
-        addresses = {
-            f"{step.upper()}_SERVICE_ADDR": f"127.0.0.1:{port}"
-            for step, port in zip(STEPS, step_ports, strict=True)
-        }
-        orchestrator = start_server(
-            tmp_path / "orchestrator", orchestrator_port, step="orchestrator", **addresses
-        )
-        running.append(orchestrator)
-        with grpc.insecure_channel(orchestrator.address) as channel:
+        with grpc.insecure_channel(mesh.orchestrator.address) as channel:
             stub = OrchestratorServiceStub(channel)
             events = list(
                 stub.ProcessSeed(
@@ -68,5 +33,5 @@ def test_a_seed_flows_through_six_processes(tmp_path: Path) -> None:
         assert events[-1].HasField("summary")
         assert response.offers[0].product.product_id == "p-1001"
     finally:
-        codes = [server.stop() for server in reversed(running)]
-    assert codes == [0] * len(running)
+        codes = mesh.stop()
+    assert codes == [0] * len(codes)

@@ -36,8 +36,14 @@ def kinds(events: list[pb.ProcessSeedResponse]) -> list[str]:
     return [str(e.WhichOneof("event")) for e in events]
 
 
+async def collect_within(
+    mesh: Mesh, request: pb.ProcessSeedRequest, deadline_s: float
+) -> list[pb.ProcessSeedResponse]:
+    return [event async for event in mesh.orchestrator.ProcessSeed(request, timeout=deadline_s)]
+
+
 async def collect(mesh: Mesh, request: pb.ProcessSeedRequest) -> list[pb.ProcessSeedResponse]:
-    return [event async for event in mesh.orchestrator.ProcessSeed(request, timeout=30)]
+    return await collect_within(mesh, request, 30)
 
 
 async def test_process_seed_streams_months_in_order_then_analysis_offers_summary(
@@ -405,6 +411,10 @@ async def test_an_expired_deadline_is_deadline_exceeded_and_the_server_keeps_ser
             pb.RecommendRequest(history=rhythmic_history()), timeout=0.001
         )
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await collect_within(mesh, seed_request(), 0.001)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert await mesh.server.drain.wait_idle(1.0)
     assert await mesh.health_of("") == SERVING
     response = await mesh.orchestrator.Recommend(
         pb.RecommendRequest(history=rhythmic_history()), timeout=10

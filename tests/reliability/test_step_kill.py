@@ -1,0 +1,90 @@
+"""Fault 1: a step SIGKILLed while 30 ProcessSeed streams are past their third month. Every
+stream ends with a status a caller can act on (or completes, degraded) within 1 s of the kill,
+no handler is left running, and once the step is back every new stream succeeds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from pantree.orchestrator.v1.orchestrator_service_pb2_grpc import OrchestratorServiceStub
+
+from tests.e2e.conftest import STEPS, SplitMesh, start_split_mesh
+from tests.reliability.harness import (
+    all_new_streams_succeed,
+    assert_every_stream_ended_defined,
+    fault_figures,
+    fault_mid_stream,
+    follow_stream,
+    millis,
+    months_for,
+    record_figures,
+    step_apart,
+    until_a_stream_succeeds,
+)
+from tests.service.conftest import seed_request
+
+MONTH_DELAY = {"PANTREE_SIMULATION_MONTH_DELAY_MS": "100"}
+
+
+async def test_killing_the_simulation_mid_stream_ends_every_stream_within_a_second(
+    tmp_path: Path,
+) -> None:
+    async with step_apart(tmp_path, "simulation", **MONTH_DELAY) as apart:
+        outcomes, killed_at = await fault_mid_stream(
+            apart.mesh.orchestrator, months_for("simulation"), apart.kill
+        )
+        assert await apart.mesh.server.drain.wait_idle(1.0), "a handler outlived the kill by 1 s"
+        idle_ms = millis(time.monotonic() - killed_at)
+        assert_every_stream_ended_defined(outcomes, killed_at)
+        down = await follow_stream(apart.mesh.orchestrator, seed_request(months=3), 5)
+        assert down.code == grpc.StatusCode.UNAVAILABLE, down
+        apart.restart()
+        recovered_ms = millis(await until_a_stream_succeeds(apart.mesh.orchestrator))
+        await all_new_streams_succeed(apart.mesh.orchestrator)
+    record_figures(
+        "kill-simulation-fast",
+        fault_figures(outcomes, killed_at)
+        | {"handlers_idle_after_ms": idle_ms, "recovered_after_serving_ms": recovered_ms},
+    )
+
+
+@pytest.fixture(scope="module")
+def split_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SplitMesh]:
+    mesh = start_split_mesh(tmp_path_factory.mktemp("split"), **MONTH_DELAY)
+    yield mesh
+    # A handler still running would hold the orchestrator's drain until the grace period ends.
+    started = time.monotonic()
+    codes = mesh.stop()
+    assert codes == [0] * len(codes)
+    assert time.monotonic() - started < 5
+    assert "grace period over" not in mesh.orchestrator.log_path.read_text()
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("step", STEPS)
+async def test_killing_any_step_of_a_split_mesh(split_mesh: SplitMesh, step: str) -> None:
+    async with grpc.aio.insecure_channel(split_mesh.orchestrator.address) as channel:
+        stub = OrchestratorServiceStub(channel)
+
+        def kill() -> None:
+            split_mesh.steps[step].process.kill()
+            split_mesh.steps[step].process.wait()
+
+        outcomes, killed_at = await fault_mid_stream(stub, months_for(step), kill)
+        assert_every_stream_ended_defined(outcomes, killed_at)
+        started = time.monotonic()
+        await asyncio.to_thread(split_mesh.restart, step)
+        restart_ms = millis(time.monotonic() - started)
+        recovered_ms = millis(await until_a_stream_succeeds(stub))
+        await all_new_streams_succeed(stub)
+    record_figures(
+        f"kill-{step}",
+        fault_figures(outcomes, killed_at)
+        | {"restart_to_serving_ms": restart_ms, "recovered_after_serving_ms": recovered_ms},
+    )
