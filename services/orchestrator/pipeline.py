@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pantree.orchestrator")
 
 Stage = pb.ProcessStage
-INSIGHTS_SHARE = 0.5
-"""Most of the time a call has left that the insights step may take: ranking keeps the rest."""
+OPTIONAL_SHARE = 0.5
+"""Most of the time a call has left that an optional step (similar products, insights) may
+take: ranking keeps the rest."""
 SEED_CANDIDATES = 50
 """Catalog products looked at per seed name (the vectors step's most)."""
 SEED_POPULARITY_WEIGHT = 0.05
@@ -71,6 +72,24 @@ def step_errors(step: str) -> Iterator[None]:
         yield
     except grpc.aio.AioRpcError as exc:
         raise UpstreamError.from_rpc_error(step, exc) from None
+
+
+def optional_timeout(limit_s: float | None = None) -> float | None:
+    """The time an optional step may take: OPTIONAL_SHARE of what the call has left, and at
+    most `limit_s`; None (the channel's default) when neither bounds it."""
+    remaining = context.remaining_seconds()
+    share = None if remaining is None else remaining * OPTIONAL_SHARE
+    bounds = [t for t in (limit_s, share) if t is not None]
+    return min(bounds) if bounds else None
+
+
+def skipped(step: str, without: str, error: grpc.aio.AioRpcError) -> None:
+    """Count and log an optional step call the orchestrator goes on without."""
+    SKIPPED_STEPS.labels(step, error.code().name).inc()
+    log.warning(
+        f"{without} (the {step} step failed or overran its time): ranking without them",
+        extra={"code": error.code().name, "details": error.details()},
+    )
 
 
 def bound_deadline(default_s: float) -> None:
@@ -298,19 +317,24 @@ class Pipeline:
         self, history: history_pb2.PurchaseHistory, analysis: analysis_pb2.HistoryAnalysis
     ) -> list[Neighbours]:
         """The candidates with their similar products, best candidate first, from one batched
-        search."""
+        search; without similar products when the vectors step fails or overruns its share of
+        the time (OPTIONAL_SHARE): they are an extra, the offers are not."""
         candidates = self._candidates(analysis)
         if not candidates:
             return []
         names = {p.product_id: p.name for p in history.products}
-        with step_errors("vectors"):
+        try:
             response = await self._steps.vectors.SearchSimilarProducts(
                 vectors_pb.SearchSimilarProductsRequest(
                     query_texts=[names[item.product_id] for item in candidates],
                     top_k=self._config.related_top_k,
                     exclude_product_ids=list(names),
-                )
+                ),
+                timeout=optional_timeout(),
             )
+        except grpc.aio.AioRpcError as exc:
+            skipped("vectors", "no similar products", exc)
+            return [(item, []) for item in candidates]
         return list(zip(candidates, (result.matches for result in response.results), strict=True))
 
     async def _insights(
@@ -320,7 +344,8 @@ class Pipeline:
         archetype: str,
     ) -> Sequence[offer_pb2.Insight]:
         """Insights for the candidates, or none when the insights step fails or overruns its
-        time (insights_timeout): the offers then carry rhythm reasons and similar products."""
+        time (insights_timeout_s, OPTIONAL_SHARE): the offers then carry rhythm reasons and
+        similar products."""
         if not similar:
             return []
         products = {p.product_id: p for p in history.products}
@@ -337,22 +362,12 @@ class Pipeline:
                     ],
                     archetype=archetype,
                 ),
-                timeout=self._insights_timeout(),
+                timeout=optional_timeout(self._config.insights_timeout_s),
             )
         except grpc.aio.AioRpcError as exc:
-            SKIPPED_STEPS.labels("insights", exc.code().name).inc()
-            log.warning(
-                "no insights (the step failed or overran its time): ranking without them",
-                extra={"code": exc.code().name, "details": exc.details()},
-            )
+            skipped("insights", "no insights", exc)
             return []
         return response.insights
-
-    def _insights_timeout(self) -> float:
-        """PANTREE_INSIGHTS_TIMEOUT_S, and at most INSIGHTS_SHARE of what the call has left."""
-        remaining = context.remaining_seconds()
-        limit = self._config.insights_timeout_s
-        return limit if remaining is None else min(limit, remaining * INSIGHTS_SHARE)
 
     async def _rank(
         self,

@@ -8,6 +8,7 @@ is written (or fails with the batch's error): nothing is acknowledged before it 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -26,7 +27,8 @@ class GroupCommit(Generic[T]):
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((item, done))
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+            # A fresh context: the shared write must not inherit this caller's deadline.
+            self._flusher = asyncio.create_task(self._flush(), context=contextvars.Context())
         # A caller that gives up (cancelled) does not cancel the write others share.
         await asyncio.shield(done)
 

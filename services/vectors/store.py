@@ -19,8 +19,8 @@ index and what a restart of either keeps; the limits below are what keeps every 
   hits for at most MAX_QUERIES texts, services/vectors/index.py).
 - Message size: upserts, id lookups and query vectors go in chunks sized to stay under
   MAX_REQUEST_BYTES, a quarter of Milvus's 64 MB gRPC message limit, whatever the dimensions.
-- Deadlines: every Milvus call runs under `timeout_s`; pymilvus retries a lost connection
-  within that deadline.
+- Deadlines: every Milvus call runs under `timeout_s` (a search or a write: or what the gRPC
+  call it serves has left, if less); pymilvus retries a lost connection within that deadline.
 - Reconnect: when a call still fails because the connection broke (server restarted, Lite
   server gone) or because the collection is not loaded (what a restarted server answers until
   it has loaded it again), the store opens a new client, loads its collections and runs the
@@ -49,6 +49,7 @@ from numpy.typing import NDArray
 from pymilvus import DataType, MilvusClient, MilvusException
 from pymilvus.client.types import Status
 
+from pantree_common import context
 from pantree_common.domain.history import (
     MAX_CATEGORY_CHARS,
     MAX_ID_CHARS,
@@ -58,6 +59,9 @@ from pantree_common.domain.history import (
 from pantree_common.errors import ConfigError, FailedPrecondition, Unavailable
 
 log = logging.getLogger(__name__)
+
+MIN_CALL_TIMEOUT_S = 0.001
+"""Least timeout a Milvus call gets (never zero or negative, whatever the caller has left)."""
 
 # Milvus caps both the hits per query (topk) and the queries per request (nq) at 16,384. One
 # request here asks for at most this many hits in all: under 35 MB even with every text field at
@@ -245,10 +249,19 @@ class MilvusStore:
         for name in (self._products, self._profiles):
             self._call("load collection", self._client.load_collection, name)
 
-    def _call(self, action: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one Milvus call under the store's deadline, reporting a failure as Unavailable."""
+    def _call(
+        self,
+        action: str,
+        call: Callable[..., T],
+        *args: Any,
+        timeout_s: float | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run one Milvus call under `timeout_s` (the store's deadline by default), reporting a
+        failure as Unavailable."""
+        timeout = self._timeout_s if timeout_s is None else timeout_s
         try:
-            return call(*args, timeout=self._timeout_s, **kwargs)
+            return call(*args, timeout=timeout, **kwargs)
         except (MilvusException, grpc.RpcError, grpc.FutureTimeoutError) as error:
             # pymilvus lets a deadline or an authentication failure through as a raw grpc error.
             detail = error.message if isinstance(error, MilvusException) else repr(error)
@@ -261,10 +274,20 @@ class MilvusStore:
                 f"vector store: {action} failed on {self._where}: {detail}{hint}"
             ) from error
 
+    def _request_timeout(self) -> float:
+        """The store's deadline, shortened to what the gRPC call being served has left (its
+        context follows it into worker threads): a call whose caller gave up frees its thread
+        instead of holding it for the whole timeout. Reconnects keep the full deadline."""
+        remaining = context.remaining_seconds()
+        if remaining is None:
+            return self._timeout_s
+        return max(MIN_CALL_TIMEOUT_S, min(self._timeout_s, remaining))
+
     def _run(self, action: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call the client's idempotent `method`; if that fails because the connection broke or
         the collection is not loaded, reconnect once and call it again."""
         client, generation = self._client, self._generation
+        kwargs["timeout_s"] = self._request_timeout()
         try:
             return self._call(action, getattr(client, method), *args, **kwargs)
         except Unavailable as error:
@@ -280,6 +303,7 @@ class MilvusStore:
             # (and closed) the client while this call was on it.
             if self._generation == generation:
                 raise
+        kwargs["timeout_s"] = self._request_timeout()
         return self._call(action, getattr(self._client, method), *args, **kwargs)
 
     def _reconnect(self, generation: int) -> None:
