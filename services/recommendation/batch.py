@@ -14,9 +14,10 @@ discount tier counts the shopper's offers of this run.
 - Sharding: a shopper belongs to shard crc32(UTF-8 id) mod shard_count, stable across runs,
   machines and file orders, so the pods of a Kubernetes Indexed Job split the shoppers between
   them (one output file each) without talking to each other.
-- Chunks: consecutive shoppers of the shard, about CHUNK_EVENTS events each, vectorised inside
-  a chunk; memory beyond the loaded file is bounded by the chunk. Each chunk is one Parquet row
-  group, written to a temporary file renamed over the output at the end.
+- Chunks: consecutive shoppers of the shard, at most about CHUNK_EVENTS events each (fewer for
+  a small input, so that every worker gets several), vectorised inside a chunk; memory beyond
+  the loaded file is bounded by the chunk. Each chunk is one Parquet row group, written to a
+  temporary file renamed over the output at the end.
 
 Output: one row per offer, columns as SCHEMA, best offer of a shopper first (rank 1). Shoppers
 without an eligible offer have no rows.
@@ -51,6 +52,7 @@ from services.recommendation.model import SubscriptionModel
 
 CHUNK_EVENTS = 500_000
 """Purchase events per chunk: a few hundred MB of intermediate arrays at most."""
+CHUNKS_PER_WORKER = 4
 MAX_WORKERS = 64
 SHARD_INDEX_ENV = "JOB_COMPLETION_INDEX"
 """Set by Kubernetes in each pod of an Indexed Job: the default shard index."""
@@ -418,7 +420,9 @@ def run(
     if options.shard_count > 1:
         mine = shard_of(transactions.customer_ids, options.shard_count) == options.shard_index
         shard = transactions.events(mine[transactions.customer])
-    chunks = list(_chunks(shard, options.chunk_events))
+    # A small input still gives each worker several chunks, so that none waits on the last.
+    spread = -(-shard.event_count // (CHUNKS_PER_WORKER * options.workers))
+    chunks = list(_chunks(shard, min(options.chunk_events, max(spread, 1))))
     total = sum(count for _, count in chunks)
     done = customers = offer_rows = with_offers = 0
     progress(done, total)
