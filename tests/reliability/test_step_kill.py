@@ -5,6 +5,7 @@ no handler is left running, and once the step is back every new stream succeeds.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,3 +89,21 @@ async def test_killing_any_step_of_a_split_mesh(split_mesh: SplitMesh, step: str
         fault_figures(outcomes, killed_at)
         | {"restart_to_serving_ms": restart_ms, "recovered_after_serving_ms": recovered_ms},
     )
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(120)
+async def test_a_stalled_step_is_waited_for_not_given_up(split_mesh: SplitMesh) -> None:
+    """The short client keepalive (pantree_common/client.py) gives up on a peer whose kernel
+    stops acknowledging, not on one that is merely slow: a step frozen for 3 s (SIGSTOP, its
+    kernel still acknowledging) finishes every stream once it runs again."""
+    step = split_mesh.steps["simulation"].process
+    async with grpc.aio.insecure_channel(split_mesh.orchestrator.address) as channel:
+        stub = OrchestratorServiceStub(channel)
+
+        def freeze() -> None:
+            step.send_signal(signal.SIGSTOP)
+            asyncio.get_running_loop().call_later(3, step.send_signal, signal.SIGCONT)
+
+        outcomes, _ = await fault_mid_stream(stub, months_for("simulation"), freeze)
+    assert all(o.code == grpc.StatusCode.OK and o.offers for o in outcomes), outcomes
