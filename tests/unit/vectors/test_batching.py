@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
+from pantree_common import context
 from services.vectors.batching import GroupCommit
 
 
@@ -66,3 +68,16 @@ async def test_batches_are_capped() -> None:
     commit = GroupCommit(writer, max_batch=2)
     await asyncio.gather(*(commit.submit(n) for n in range(5)))
     assert writer.batches == [[0, 1], [2, 3], [4]]
+
+
+async def test_a_shared_write_does_not_inherit_its_first_callers_deadline() -> None:
+    """The store bounds a call by the deadline in its context; a write shared by many callers
+    must keep the store's own timeout, not the first caller's time left."""
+    seen: list[float | None] = []
+
+    async def write(batch: list[int]) -> None:
+        seen.append(context.deadline.get())
+
+    context.deadline.set(time.monotonic() + 0.01)
+    await GroupCommit(write).submit(1)
+    assert seen == [None]
