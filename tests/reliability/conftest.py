@@ -1,5 +1,7 @@
 """The long reliability runs (chaos, soak, fuzz) run only when their make target asks for them
-(PANTREE_LONG_TESTS=chaos,...); `make test` runs the fast cases beside them."""
+(PANTREE_LONG_TESTS=chaos,...); `make test` runs the fast cases beside them and leaves the long
+ones out of the collection (deselected, not skipped: nothing is missing, they have their own
+targets)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ import pytest
 LONG_RUNS = ("chaos", "soak", "fuzz")
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     wanted = os.environ.get("PANTREE_LONG_TESTS", "").split(",")
-    for run in LONG_RUNS:
-        if item.get_closest_marker(run) and run not in wanted:
-            pytest.skip(f"a long {run} run: `make {run}`")
+    unwanted = [run for run in LONG_RUNS if run not in wanted]
+    deselected = [i for i in items if any(i.get_closest_marker(run) for run in unwanted)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [i for i in items if i not in deselected]
