@@ -87,8 +87,17 @@ constraints: setup
 test-fast: setup
 	$(BIN)/pytest -q -x tests/unit
 
+# Every benchmark of docs/BENCHMARKS.md, each result appended with its date, machine and command
+# (about 20 minutes on 2 cores; the first run also trains models and embeds the catalog).
+# h2load (Debian nghttp2-client) is the non-Python gRPC load generator; as root in CI.
 bench: setup
-	$(BIN)/python bench/grpc_ceiling.py --write docs/BENCHMARKS.md
+	command -v h2load >/dev/null || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nghttp2-client)
+	$(BIN)/python bench/grpc_ceiling.py --network-hops --profile --write docs/BENCHMARKS.md
+	$(BIN)/python bench/report.py --title "Vector search" --from "^Machine:" \
+	  --write docs/BENCHMARKS.md -- $(BIN)/python bench/vector_search.py
+	$(BIN)/python bench/report.py --title "Batch scoring" --write docs/BENCHMARKS.md -- \
+	  $(BIN)/python bench/batch_throughput.py
 
 # Long reliability runs, not part of `make test` (figures: docs/RELIABILITY.md, raw numbers in
 # .artifacts/reliability/). `make soak SOAK_SECONDS=120` for a short soak.

@@ -201,19 +201,27 @@ def call_timeout(requested: float | None, default: float) -> float:
     return max(timeout, 0.001)
 
 
-def _with_context(
-    details: grpc.aio.ClientCallDetails, default: float, authorization: str
-) -> grpc.aio.ClientCallDetails:
-    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+def outbound_metadata(
+    sent: Iterable[tuple[str, str | bytes]] | None, authorization: str
+) -> grpc.aio.Metadata:
+    """An outbound call's metadata: what the caller set, plus the request id and the bearer
+    token (the channel factory's interceptors and pantree_common.local both add them)."""
+    metadata = grpc.aio.Metadata(*(sent or ()))
     request_id = context.request_id.get()
     if request_id and context.REQUEST_ID_METADATA_KEY not in metadata:
         metadata.add(context.REQUEST_ID_METADATA_KEY, request_id)
     if authorization and AUTHORIZATION_METADATA_KEY not in metadata:
         metadata.add(AUTHORIZATION_METADATA_KEY, authorization)
+    return metadata
+
+
+def _with_context(
+    details: grpc.aio.ClientCallDetails, default: float, authorization: str
+) -> grpc.aio.ClientCallDetails:
     return grpc.aio.ClientCallDetails(
         method=details.method,
         timeout=call_timeout(details.timeout, default),
-        metadata=metadata,
+        metadata=outbound_metadata(details.metadata, authorization),
         credentials=details.credentials,
         wait_for_ready=details.wait_for_ready,
     )

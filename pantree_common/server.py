@@ -68,6 +68,14 @@ class ServerConfig:
     )
     """Sheds load before latency and memory grow; in all-in-one mode only calls from outside
     count (the orchestrator's calls to its own steps never are refused)."""
+    processes: int = setting(
+        "PANTREE_PROCESSES",
+        1,
+        "Server processes sharing the gRPC port (SO_REUSEPORT), one per core at most; the "
+        "kernel spreads connections over them. Metrics of process i are on "
+        "PANTREE_METRICS_PORT + i.",
+    )
+    """`pantree serve --processes N`; see pantree_common/processes.py."""
     max_connection_age_s: float = setting(
         "PANTREE_MAX_CONNECTION_AGE_S",
         0.0,
@@ -99,6 +107,8 @@ class ServerConfig:
             raise ConfigError("PANTREE_TLS_CERT_FILE and PANTREE_TLS_KEY_FILE go together")
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ConfigError("PANTREE_TLS_CLIENT_CA_FILE needs PANTREE_TLS_CERT_FILE")
+        if not 1 <= self.processes <= 64:
+            raise ConfigError(f"PANTREE_PROCESSES must be 1-64, got {self.processes}")
 
     def credentials(self) -> grpc.ServerCredentials | None:
         """TLS (mutual when a client CA is set) as configured; None: plaintext."""
@@ -141,10 +151,17 @@ class PantreeServer:
     """A bound (not yet started) server and the services it carries."""
 
     def __init__(
-        self, server: grpc.aio.Server, port: int, config: ServerConfig, drain: Drain
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        config: ServerConfig,
+        drain: Drain,
+        interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
     ) -> None:
         self.server = server
         self.drain = drain
+        self.interceptors = tuple(interceptors)
+        """The server's interceptors, in order; in-process calls run them too (local.py)."""
         self.port = port
         self.config = config
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -163,8 +180,11 @@ class PantreeServer:
             self.services.append(service)
         self.drain.internal_services = self.drain.internal_services | frozenset(internal)
 
-    async def start(self) -> None:
-        """Start adapters, then the server; each service reports SERVING once it is ready."""
+    async def start(self, listen_first: bool = True) -> None:
+        """Start the server, then adapters; each service reports SERVING once it is ready, so
+        probes get NOT_SERVING through a long first start. Without `listen_first` the port is
+        listened on only once every adapter is ready: a further process on a shared port
+        (PANTREE_PROCESSES) must not take connections it cannot serve yet."""
         names = [s.name for s in self.services]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -177,7 +197,8 @@ class PantreeServer:
         )
         for name in ["", *names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.server.start()
+        if listen_first:
+            await self.server.start()
         started: list[Lifecycle] = []
         try:
             for service in self.services:
@@ -200,6 +221,8 @@ class PantreeServer:
                     f"cannot serve metrics on port {self.config.metrics_port} ({exc.strerror}); "
                     "set PANTREE_METRICS_PORT to a free port, or 0 to turn metrics off"
                 ) from None
+        if not listen_first:
+            await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"port": self.port, "services": names})
 
@@ -227,9 +250,13 @@ class PantreeServer:
             self._metrics[0].server_close()
         log.info("stopped", extra={"port": self.port})
 
-    async def serve_until_signalled(self) -> None:
-        """Serve until SIGTERM or SIGINT, then stop gracefully."""
-        await self.start()
+    async def serve_until_signalled(
+        self, ready: Callable[[], None] | None = None, listen_first: bool = True
+    ) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully; `ready()` once serving."""
+        await self.start(listen_first)
+        if ready is not None:
+            ready()
         signalled = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -252,7 +279,7 @@ def create_server(
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(config.processes > 1)),
         *SERVER_KEEPALIVE_OPTIONS,
     ]
     if config.max_connection_age_s > 0:
@@ -283,7 +310,7 @@ def create_server(
         port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"cannot bind {config.host}:{config.port}")
-    pantree_server = PantreeServer(server, port, config, drain)
+    pantree_server = PantreeServer(server, port, config, drain, interceptors)
     services = build(pantree_server.address)
     pantree_server.add(services, list(internal))
     return pantree_server

@@ -25,7 +25,7 @@ from pantree_common.domain.catalog import catalog_file
 from pantree_common.domain.dates import to_epoch_day
 from pantree_common.errors import ConfigError, PantreeError, bad_request_violations
 from services import doctor, render
-from services.mesh import STEPS, MeshConfig, create_mesh_server, log_config
+from services.mesh import STEPS, MeshConfig, create_mesh_server, log_config, serve_mesh
 
 DEFAULT_TARGET = "localhost:50051"
 DEMO_ITEMS = "milk, eggs, whole wheat bread, bananas, coffee, greek yogurt, paper towels"
@@ -37,11 +37,19 @@ def _load_config(overrides: dict[str, str]) -> MeshConfig:
     return config_loader.load(MeshConfig, env)
 
 
-async def _serve(steps: Sequence[str], config: MeshConfig) -> None:
+def _serve(args: argparse.Namespace) -> int:
+    """`pantree serve <step|all>`: outside asyncio, since several processes are forked first."""
+    overrides: dict[str, str] = {}
+    if args.port is not None:
+        overrides["PORT"] = str(args.port)
+    if args.host:
+        overrides["PANTREE_HOST"] = args.host
+    if args.processes is not None:
+        overrides["PANTREE_PROCESSES"] = str(args.processes)
+    config = _load_config(overrides)
     pantree_logging.configure(config.logging.level)
     log_config(config)
-    server = create_mesh_server(steps, config)
-    await server.serve_until_signalled()
+    return serve_mesh(STEPS if args.step == "all" else [args.step], config)
 
 
 def serve_main(step: str) -> None:
@@ -250,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--orchestrator", help="gateway only: orchestrator host:port ($ORCHESTRATOR_SERVICE_ADDR)"
+    )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        help="server processes sharing the port, e.g. one per core (default: $PANTREE_PROCESSES "
+        "or 1)",
     )
 
     demo = commands.add_parser("demo", help="start the mesh in-process and stream a seed")
@@ -490,13 +504,6 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command == "serve" and args.step == "gateway":
         await _serve_gateway(args)
         return 0
-    if args.command == "serve":
-        if args.port is not None:
-            overrides["PORT"] = str(args.port)
-        if args.host:
-            overrides["PANTREE_HOST"] = args.host
-        await _serve(STEPS if args.step == "all" else [args.step], _load_config(overrides))
-        return 0
     client = {"process-seed": _process_seed, "recommend": _recommend, "archetypes": _archetypes}
     return await client[args.command](args, _load_config(overrides))
 
@@ -515,6 +522,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = _model_server(args)
         elif args.command == "batch":
             code = _batch(args)
+        elif args.command == "serve" and args.step != "gateway":
+            code = _serve(args)
         else:
             code = asyncio.run(_run(args))
     except ConfigError as exc:

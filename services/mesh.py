@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
+import grpc
 from pantree.frequency.v1 import frequency_service_pb2_grpc
 from pantree.insights.v1 import insights_service_pb2_grpc
 from pantree.orchestrator.v1 import orchestrator_service_pb2_grpc
@@ -18,7 +25,10 @@ from pantree_common import config as config_loader
 from pantree_common.client import ClientConfig
 from pantree_common.descriptors import SERVICES
 from pantree_common.domain.catalog import CatalogConfig, open_catalog, use_catalog
+from pantree_common.errors import ConfigError
+from pantree_common.local import LocalChannel
 from pantree_common.logging import LoggingConfig
+from pantree_common.processes import serve_processes
 from pantree_common.server import PantreeServer, ServerConfig, Service, create_server
 from services.frequency.config import FrequencyConfig
 from services.frequency.servicer import FrequencyServicer
@@ -79,8 +89,10 @@ def build_services(
     config: MeshConfig,
     own_address: str,
     today: Callable[[], dt.date] = utc_today,
+    in_process: Callable[[], grpc.aio.Channel] | None = None,
 ) -> list[Service]:
-    """The servicers for `steps`, in pipeline order."""
+    """The servicers for `steps`, in pipeline order; the orchestrator calls the steps at
+    `own_address` through `in_process` when given (else over the network)."""
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
         raise ValueError(f"unknown steps {unknown}; expected some of {', '.join(STEPS)}")
@@ -137,6 +149,8 @@ def build_services(
                     config.orchestrator.upstreams(own_address, frozenset(steps)),
                     list(config_loader.settings(config)),
                     today,
+                    own_address,
+                    in_process,
                 ),
                 orchestrator_service_pb2_grpc.add_OrchestratorServiceServicer_to_server,
             )
@@ -152,9 +166,85 @@ def create_mesh_server(
     internal = []
     if "orchestrator" in steps:
         internal = [SERVICES[s].full_name for s in steps if s != "orchestrator"]
-    return create_server(
-        config.server, lambda address: build_services(steps, config, address, today), internal
+
+    def in_process() -> grpc.aio.Channel:
+        """Opened by the orchestrator when it starts, once `server` below exists."""
+        return LocalChannel(server, config.client, config.server.max_message_bytes)
+
+    local = in_process if config.orchestrator.in_process_calls else None
+    server = create_server(
+        config.server,
+        lambda address: build_services(steps, config, address, today, local),
+        internal,
     )
+    return server
+
+
+def serve_mesh(
+    steps: Sequence[str],
+    config: MeshConfig,
+    extend: Callable[[PantreeServer], None] = lambda server: None,
+) -> int:
+    """Serve `steps` until SIGTERM or SIGINT: in this process, or in PANTREE_PROCESSES processes
+    sharing the port (pantree_common.processes). `extend` may register more handlers on each
+    process's server before it starts (the benchmarks' no-op method)."""
+
+    async def run(
+        worker_config: MeshConfig, ready: Callable[[], None] | None = None, first: bool = True
+    ) -> None:
+        server = create_mesh_server(steps, worker_config)
+        extend(server)
+        await server.serve_until_signalled(ready, listen_first=first)
+
+    if config.server.processes == 1:
+        asyncio.run(run(config))
+        return 0
+    with _shared_store(steps, config) as shared:
+
+        def worker(index: int, port: int, ready: Callable[[], None]) -> None:
+            metrics_port = shared.server.metrics_port + index if shared.server.metrics_port else 0
+            server = replace(shared.server, port=port, metrics_port=metrics_port)
+            # Only the first process answers probes while it starts; the others listen once
+            # they can serve (PantreeServer.start).
+            asyncio.run(run(replace(shared, server=server), ready, first=index == 0))
+
+        return serve_processes(
+            config.server.processes, config.server.host, config.server.port, worker
+        )
+
+
+@contextlib.contextmanager
+def _shared_store(steps: Sequence[str], config: MeshConfig) -> Iterator[MeshConfig]:
+    """The configuration the server processes share. Milvus Lite's data directory opens in one
+    process only, so when several processes serve the vectors step on Milvus Lite, one
+    `milvus-lite server` process on that directory serves them all (as a Milvus server would)."""
+    if "vectors" not in steps or config.vectors.milvus_uri:
+        yield config
+        return
+    with socket.socket() as probe:  # a free port, released for the store's server to bind
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "milvus_lite", "server", "--data-dir"]
+    store = subprocess.Popen(
+        [*command, config.vectors.store_uri, "--host", "127.0.0.1", "--port", str(port)]
+    )
+    try:
+        _wait_listening(store, port)
+        uri = f"http://127.0.0.1:{port}"
+        log.info("milvus lite shared by the server processes", extra={"uri": uri})
+        yield replace(config, vectors=replace(config.vectors, milvus_uri=uri))
+    finally:
+        store.terminate()
+        store.wait()
+
+
+def _wait_listening(process: subprocess.Popen[bytes], port: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise ConfigError(f"milvus-lite server did not listen on port {port} (exit {process.poll()})")
 
 
 def log_config(config: MeshConfig) -> None:

@@ -36,6 +36,14 @@ class OrchestratorConfig:
         "host:port of the recommendation step; empty: this server.",
     )
     """See simulation_addr."""
+    in_process_calls: bool = setting(
+        "PANTREE_IN_PROCESS_CALLS",
+        True,
+        "Steps served by this same process are called through an in-process gRPC channel (the "
+        "same stubs, serialisation and server interceptors, without HTTP/2); false dials this "
+        "server's own port instead.",
+    )
+    """All-in-one mode only; docs/BENCHMARKS.md measures both (pantree_common/local.py)."""
     process_seed_timeout_s: float = setting(
         "PANTREE_PROCESS_SEED_TIMEOUT_S",
         30.0,

@@ -33,20 +33,30 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         upstreams: Mapping[str, str],
         settings: Sequence[Setting],
         today: Callable[[], dt.date],
+        own_address: str = "",
+        in_process: Callable[[], grpc.aio.Channel] | None = None,
     ) -> None:
+        """`in_process` opens the channel for the steps at `own_address` (this very server)."""
         self._config = config
         self._client = client
         self._max_message_bytes = max_message_bytes
         self._upstreams = dict(upstreams)
         self._settings = sorted((s for s in settings if not s.secret), key=lambda s: s.env_var)
         self._today = today
+        self._own_address = own_address
+        self._in_process = in_process
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._pipeline: Pipeline | None = None
 
     async def start(self) -> None:
-        """One channel per distinct address (all-in-one mode shares one)."""
+        """One channel per distinct address (all-in-one mode shares one, in-process unless
+        PANTREE_IN_PROCESS_CALLS is off)."""
         for address in self._upstreams.values():
-            if address not in self._channels:
+            if address in self._channels:
+                continue
+            if self._in_process is not None and address == self._own_address:
+                self._channels[address] = self._in_process()
+            else:
                 services = [SERVICES[s] for s, a in self._upstreams.items() if a == address]
                 self._channels[address] = create_channel(
                     address, self._client, self._max_message_bytes, services

@@ -38,6 +38,7 @@ import platform
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ from services.recommendation.features import (
     columns_from_analysis,
     feature_matrix,
 )
+from services.recommendation.forest import SMALL_ROWS, Forest
 
 HORIZON_DAYS = 28
 TIE_BREAK = 1e-6
@@ -146,11 +148,25 @@ class SubscriptionModel:
     frequency_weight: float = 0.0
     feature_names: tuple[str, ...] = FEATURE_NAMES
 
-    def raw_probability(self, matrix: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Model 1 before calibration."""
+    def __post_init__(self) -> None:
+        """Flatten the trees when the model is loaded, not on the first request."""
+        _ = self.forest
+
+    @cached_property
+    def forest(self) -> Forest | None:
+        """Both ensembles flattened for small matrices (services.recommendation.forest)."""
+        return Forest.of(self.classifier, self.interval_regressor)
+
+    def _raw_scores(
+        self, matrix: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Model 1 before calibration and model 2, per row; the same numbers either way."""
         if not matrix.shape[0]:
-            return np.empty(0)
-        return np.asarray(self.classifier.predict_proba(matrix)[:, 1], dtype=np.float64)
+            return np.empty(0), np.empty(0)
+        if self.forest is not None and matrix.shape[0] <= SMALL_ROWS:
+            return self.forest.predict(matrix)
+        raw = np.asarray(self.classifier.predict_proba(matrix)[:, 1], dtype=np.float64)
+        return raw, np.asarray(self.interval_regressor.predict(matrix), dtype=np.float64)
 
     def calibrate(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.clip(np.interp(raw, self.calibration_x, self.calibration_y), 0.0, 1.0)
@@ -159,13 +175,9 @@ class SubscriptionModel:
         """Predictions from a feature matrix (columns in FEATURE_NAMES order)."""
         if matrix.shape[1] != len(self.feature_names):
             raise ValueError(f"need {len(self.feature_names)} features, got {matrix.shape[1]}")
-        raw = self.raw_probability(matrix)
+        raw, remaining = self._raw_scores(matrix)
         p_rebuy = self.calibrate(raw)
         days_since = matrix[:, self.feature_names.index("days_since_last_purchase")]
-        if matrix.shape[0]:
-            remaining = np.asarray(self.interval_regressor.predict(matrix), dtype=np.float64)
-        else:
-            remaining = np.empty(0)
         interval = np.maximum(days_since + np.clip(remaining, 0.0, self.horizon_days), 1.0)
         trip_share = matrix[:, self.feature_names.index("trip_share")]
         purchase_days = matrix[:, self.feature_names.index("purchase_days")]

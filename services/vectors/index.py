@@ -132,6 +132,22 @@ class VectorIndex:
             return np.zeros((0, self._embedder.dimensions), dtype=np.float32)
         return np.stack([known[t] for t in texts])
 
+    def cached(
+        self, query_texts: Sequence[str], top_k: int, exclude_ids: Collection[str]
+    ) -> list[list[StoredMatch]] | None:
+        """What `search` answers, when the cached neighbours of every text answer it alone
+        (no embedding, no store call: cheap enough for the caller's thread); else None."""
+        with self._lock:
+            found = [self._fresh(text) for text in query_texts]
+        neighbours = [matches for matches in found if matches is not None]
+        if len(neighbours) < len(found):
+            return None
+        results = [_kept(matches, top_k, exclude_ids) for matches in neighbours]
+        if any(_short(*pair, top_k) for pair in zip(results, neighbours, strict=True)):
+            return None
+        SIMILAR_LOOKUPS.labels("hit").inc(len(query_texts))
+        return results
+
     def search(
         self, query_texts: Sequence[str], top_k: int, exclude_ids: Collection[str]
     ) -> list[list[StoredMatch]]:
@@ -156,8 +172,8 @@ class VectorIndex:
         short: list[int] = []
         for position, text in enumerate(query_texts):
             matches = neighbours[text] or []
-            kept = [m for m in matches if m.product.product_id not in exclude_ids][:top_k]
-            if len(kept) < top_k and len(matches) >= CACHE_DEPTH:
+            kept = _kept(matches, top_k, exclude_ids)
+            if _short(kept, matches, top_k):
                 short.append(position)
             results.append(kept)
         if short:  # exclusions removed more neighbours than are kept: ask the store directly
@@ -191,6 +207,17 @@ class VectorIndex:
 
     def close(self) -> None:
         self._store.close()
+
+
+def _kept(
+    matches: Sequence[StoredMatch], top_k: int, exclude_ids: Collection[str]
+) -> list[StoredMatch]:
+    return [m for m in matches if m.product.product_id not in exclude_ids][:top_k]
+
+
+def _short(kept: Sequence[StoredMatch], matches: Sequence[StoredMatch], top_k: int) -> bool:
+    """Exclusions removed more cached neighbours than are kept: only the store can answer."""
+    return len(kept) < top_k and len(matches) >= CACHE_DEPTH
 
 
 def validate_search(query_texts: Sequence[str], top_k: int, exclude_ids: Sequence[str]) -> int:

@@ -83,9 +83,10 @@ class VectorServicer(pb_grpc.VectorServiceServicer):
         self, request: pb.SearchSimilarProductsRequest, context: Context
     ) -> pb.SearchSimilarProductsResponse:
         top_k = validate_search(request.query_texts, request.top_k, request.exclude_product_ids)
-        found = await asyncio.to_thread(
-            self.index.search, list(request.query_texts), top_k, set(request.exclude_product_ids)
-        )
+        texts, excluded = list(request.query_texts), set(request.exclude_product_ids)
+        found = self.index.cached(texts, top_k, excluded)
+        if found is None:  # embedding and the store block: not on the event loop
+            found = await asyncio.to_thread(self.index.search, texts, top_k, excluded)
         return pb.SearchSimilarProductsResponse(
             results=[
                 pb.SimilarProducts(
