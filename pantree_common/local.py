@@ -97,6 +97,17 @@ def _error(
     )
 
 
+def _status(exc: Exception, context: LocalContext) -> grpc.aio.AioRpcError:
+    """The status a network call would end with when its handler ended with `exc`."""
+    if isinstance(exc, TimeoutError):
+        return _error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+    if isinstance(exc, grpc.aio.AbortError):
+        return context.error()
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc
+    return _error(grpc.StatusCode.UNKNOWN, f"Unexpected {exc!r}")  # what grpc.aio answers
+
+
 class _Recorder:
     """Stands in for the server in `add_<Service>Servicer_to_server`, keeping the handlers."""
 
@@ -155,6 +166,13 @@ class LocalChannel(grpc.aio.Channel):
         self._check_size(request, "Sent")
         return timeout_s, LocalContext(sent, timeout_s), _CallDetails(method, sent)
 
+    async def _handler(self, details: Any, kind: str) -> Any:
+        """The server's handler of the call, or UNIMPLEMENTED as a network server answers."""
+        handler = await self._resolve(details)
+        if handler is None or getattr(handler, kind) is None:
+            raise _error(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {details.method}")
+        return handler
+
     def _track(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -188,9 +206,7 @@ class LocalChannel(grpc.aio.Channel):
         timeout_s, context, details = self._start(method, payload, requested_timeout, metadata)
 
         async def serve() -> bytes:
-            handler = await self._resolve(details)
-            if handler is None or handler.unary_unary is None:
-                raise _error(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {method}")
+            handler = await self._handler(details, "unary_unary")
             parse = handler.request_deserializer or _identity
             response = await handler.unary_unary(parse(payload), context)
             serialize_response = handler.response_serializer or _identity
@@ -202,14 +218,8 @@ class LocalChannel(grpc.aio.Channel):
         try:
             async with asyncio.timeout(timeout_s):
                 data = await task
-        except TimeoutError:
-            raise _error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
-        except grpc.aio.AbortError:
-            raise context.error() from None
-        except grpc.aio.AioRpcError:
-            raise
-        except Exception as exc:  # what grpc.aio answers when a handler raises
-            raise _error(grpc.StatusCode.UNKNOWN, f"Unexpected {exc!r}") from None
+        except Exception as exc:
+            raise _status(exc, context) from None
         return deserialize(data)
 
     def unary_stream(
@@ -233,9 +243,7 @@ class LocalChannel(grpc.aio.Channel):
                 """Run the handler in a task of its own (see unary_unary), queueing each
                 message and then the end or the error."""
                 try:
-                    handler = await self._resolve(details)
-                    if handler is None or handler.unary_stream is None:
-                        raise _error(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {method}")
+                    handler = await self._handler(details, "unary_stream")
                     serialize_response = handler.response_serializer or _identity
                     parse = handler.request_deserializer or _identity
                     async with asyncio.timeout(timeout_s):
@@ -243,14 +251,8 @@ class LocalChannel(grpc.aio.Channel):
                             data = serialize_response(message)
                             queue.put_nowait(self._check_size(data, "Response"))
                     queue.put_nowait(_END)
-                except TimeoutError:
-                    queue.put_nowait(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
-                except grpc.aio.AbortError:
-                    queue.put_nowait(context.error())
-                except grpc.aio.AioRpcError as exc:
-                    queue.put_nowait(exc)
                 except Exception as exc:
-                    queue.put_nowait(_error(grpc.StatusCode.UNKNOWN, f"Unexpected {exc!r}"))
+                    queue.put_nowait(_status(exc, context))
 
             async def messages() -> AsyncIterator[Any]:
                 task = self._track(asyncio.create_task(produce()))
