@@ -24,8 +24,8 @@ index and what a restart of either keeps; the limits below are what keeps every 
 - Reconnect: when a call still fails because the connection broke (server restarted, Lite
   server gone) or because the collection is not loaded (what a restarted server answers until
   it has loaded it again), the store opens a new client, loads its collections and runs the
-  call once more. Every call the store makes after start-up is idempotent (upsert, query,
-  search), so the retry cannot apply anything twice.
+  call once more. Every call the store makes after start-up is idempotent (upsert, flush,
+  query, search), so the retry cannot apply anything twice.
 - Consistency: reads use Session consistency: a search sees every write this store made
   before it (read-your-writes), without waiting for the server's next time tick as Strong does
   on every read (proxy.timeTickInterval, 200 ms by default). Writes of other processes (another
@@ -69,6 +69,14 @@ MIN_CALL_TIMEOUT_S = 0.001
 MILVUS_MAX_HITS = 16_384
 # Rows per upsert and ids per lookup, at most.
 CHUNK_ROWS = 1_000
+# Milvus Lite keeps every row written since its last flush in memory, rows that a later upsert
+# replaced included, until 128 MiB of Arrow buffers per collection (about three times that in
+# resident memory): a server writing a profile per ProcessSeed grew by about 40 MiB an hour
+# (docs/RELIABILITY.md, soak). The store flushes a Lite file's profiles once this many bytes of
+# profile vectors were written since its last flush (1,024 profiles of 256 dimensions); a
+# Milvus server flushes on its own. Products are written when a catalog is indexed, not per
+# request, and keep Milvus Lite's own budget.
+LITE_PROFILE_FLUSH_BYTES = 2**20
 # What one request may carry: a quarter of Milvus's 64 MB gRPC message limit.
 MAX_REQUEST_BYTES = 16 * 2**20
 # Milvus sizes VARCHAR in UTF-8 bytes; the domain limits count characters (up to 4 bytes each).
@@ -220,6 +228,8 @@ class MilvusStore:
         row_bytes = 4 * dimensions + _PRODUCT_TEXT_BYTES
         self._chunk_rows = max(1, min(CHUNK_ROWS, MAX_REQUEST_BYTES // row_bytes))
         self._reconnect_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._unflushed_profile_bytes = 0
         self._generation = 0  # how many times the client was replaced
         self.reconnects = 0
         """How many times the store replaced its client after a failure."""
@@ -495,6 +505,18 @@ class MilvusStore:
         ]
         for chunk in _chunks(rows, self._chunk_rows):
             self._run("upsert profiles", "upsert", self._profiles, list(chunk))
+        if self._lite_path is not None:
+            self._count_lite_profiles(len(rows))
+
+    def _count_lite_profiles(self, rows: int) -> None:
+        """Flush the profiles of a Lite file once LITE_PROFILE_FLUSH_BYTES of vectors were
+        written since the last flush."""
+        with self._flush_lock:
+            self._unflushed_profile_bytes += rows * 4 * self._dimensions
+            if self._unflushed_profile_bytes < LITE_PROFILE_FLUSH_BYTES:
+                return
+            self._unflushed_profile_bytes = 0
+        self._run("flush profiles", "flush", self._profiles)
 
     def get_profile(self, customer_id: str) -> NDArray[np.float32] | None:
         rows = self._run(

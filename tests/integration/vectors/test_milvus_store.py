@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from numpy.typing import NDArray
 from pymilvus import MilvusClient
@@ -14,9 +15,10 @@ from pymilvus import MilvusClient
 from pantree_common.domain import catalog
 from pantree_common.domain.history import History, Product
 from pantree_common.errors import ConfigError, FailedPrecondition, Unavailable
+from services.vectors import store as store_module
 from services.vectors.embedding import HashingEmbedder
 from services.vectors.index import VectorIndex
-from services.vectors.store import IndexSpec, MilvusStore
+from services.vectors.store import IndexSpec, MilvusStore, StoredProfile
 from tests.milvus_server import MilvusServer, drop_collections
 
 DIMENSIONS = 256
@@ -135,6 +137,29 @@ def test_profile_upsert_and_get(store: MilvusStore) -> None:
     assert replaced is not None
     assert replaced @ profile < 0.999
     assert store.get_profile("someone else") is None
+
+
+def test_rewritten_profiles_do_not_pile_up_in_a_lite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Milvus Lite keeps every row written since its last flush in memory, replaced ones too;
+    the store flushes profiles every LITE_PROFILE_FLUSH_BYTES, so a customer whose profile is
+    written again and again holds a bounded amount of memory (here, 64 profiles' worth)."""
+    monkeypatch.setattr(store_module, "LITE_PROFILE_FLUSH_BYTES", 64 * 4 * DIMENSIONS)
+    store = MilvusStore(str(tmp_path / "milvus.db"), DIMENSIONS)
+    try:
+        vectors = np.random.default_rng(0).standard_normal((1_000, DIMENSIONS), np.float32)
+        store.upsert_profiles([StoredProfile("c-1", vectors[0], 1)])
+        before = pa.total_allocated_bytes()
+        for vector in vectors[1:]:
+            store.upsert_profiles([StoredProfile("c-1", vector, 1)])
+        # Unflushed, the 999 rows hold about 1.4 MB of Arrow buffers.
+        assert pa.total_allocated_bytes() - before < 300_000
+        latest = store.get_profile("c-1")
+        assert latest is not None
+        assert latest @ (vectors[-1] / np.linalg.norm(vectors[-1])) == pytest.approx(1, rel=1e-5)
+    finally:
+        store.close()
 
 
 def test_data_survives_close_and_reopen(open_store: OpenStore) -> None:
