@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pantree_common.datasets.files import load_file
+from pantree_common.datasets.files import load_file, merge_same_day
 from pantree_common.domain.dates import to_epoch_day
 from pantree_common.errors import InvalidArgument
 
@@ -107,6 +107,69 @@ def test_parquet_dates_as_calendar_dates_and_text(tmp_path: Path) -> None:
         to_epoch_day(dt.date(2023, 12, 31)),
         to_epoch_day(dt.date(2024, 1, 1)),
     ]
+
+
+def test_parquet_text_read_as_dictionary_codes_loads_as_the_same_text_in_a_csv(
+    tmp_path: Path,
+) -> None:
+    """Parquet text columns are read as dictionary codes (Categoricals), CSV text as strings:
+    stripping, blanks, first names and the merge must not tell them apart."""
+    rng = np.random.default_rng(3)
+    rows = 400
+    customers = np.array(["007", " 007", "b", "a ", "c"])
+    names = np.array(["", "Milk", " Milk ", "Eggs", ""])
+    frame = pd.DataFrame(
+        {
+            " Customer_ID": customers[rng.integers(0, 5, rows)],
+            "item_id": np.array(["x", "y ", "z", "y"])[rng.integers(0, 4, rows)],
+            "date": np.array(["2024-01-02", "2024-01-02T23:00:00-05:00", "2024-01-05"])[
+                rng.integers(0, 3, rows)
+            ],
+            "quantity": rng.integers(1, 4, rows).astype(float),
+            "price": rng.integers(0, 500, rows) / 100,
+            "item_text": names[rng.integers(0, 5, rows)],
+            "category": np.array(["dairy", "", "eggs"])[rng.integers(0, 3, rows)],
+            "unused": np.arange(rows),
+        }
+    )
+    frame.to_csv(tmp_path / "same.csv", index=False)
+    frame.to_parquet(tmp_path / "same.parquet")
+    from_csv, from_parquet = load_file(tmp_path / "same.csv"), load_file(tmp_path / "same.parquet")
+    assert from_parquet.customer_ids == from_csv.customer_ids == ("007", "a", "b", "c")
+    assert from_parquet.items.item_ids == from_csv.items.item_ids == ("x", "y", "z")
+    for field in ("item_ids", "names", "categories", "departments"):
+        assert getattr(from_parquet.items, field) == getattr(from_csv.items, field)
+    assert np.array_equal(from_parquet.items.unit_price_usd, from_csv.items.unit_price_usd)
+    for column in ("customer", "item", "day", "quantity", "price"):
+        assert np.array_equal(getattr(from_parquet, column), getattr(from_csv, column))
+    frame.drop(columns=["price"]).to_parquet(tmp_path / "no_price.parquet")
+    assert "required column is missing" in _violations(tmp_path / "no_price.parquet")["price"]
+
+
+@pytest.mark.parametrize("span", [10, 2**31], ids=["one sort key", "lexsort"])
+def test_merge_same_day_sums_each_customer_day_and_item(span: int) -> None:
+    """Same as a pandas group-by, whether the order comes from the combined int64 key or,
+    where the day and item ranges overflow it, from lexsort."""
+    rng = np.random.default_rng(11)
+    rows = 5_000
+    customer = rng.integers(0, 20, rows)
+    item = rng.integers(0, 10, rows) * (span // 10)
+    day = 19_000 + rng.integers(0, 5, rows) * (span // 10)
+    quantity = rng.integers(1, 5, rows).astype(float)
+    spend = quantity * rng.integers(0, 300, rows) / 100
+    c, i, d, q, price = merge_same_day(customer, item, day, quantity, spend)
+    expected = (
+        pd.DataFrame({"c": customer, "d": day, "i": item, "q": quantity, "s": spend})
+        .groupby(["c", "d", "i"], sort=True)
+        .sum()
+        .reset_index()
+    )
+    assert c.tolist() == expected["c"].tolist()
+    assert d.tolist() == expected["d"].tolist()
+    assert i.tolist() == expected["i"].tolist()
+    assert q == pytest.approx(expected["q"].to_numpy())
+    assert price == pytest.approx((expected["s"] / expected["q"]).to_numpy())
+    assert c.size < rows
 
 
 def test_missing_columns_are_named(tmp_path: Path) -> None:
