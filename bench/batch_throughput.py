@@ -5,6 +5,11 @@ data, scoring, Parquet), --repeats times, and reports the best and median wall t
 time goes is measured apart, in this process: loading the purchase file (load_dataset), loading
 the model, and `batch.run` (statistics, model, offers, writing), which the command also reports.
 
+Peak memory, the largest over the runs, two ways: the command's processes together (the
+command and its forked workers: the sum of their proportional set sizes, so that the pages the
+workers share with the command are counted once), sampled every 0.1 s; and the largest single
+process (the kernel's exact high-water mark of resident memory, from wait4).
+
 Inputs are made in --work-dir on first use and reused: the synthetic file
 (bench/synthetic_shoppers.py, 1M shoppers), a 50k-shopper synthetic file of another seed to
 train the synthetic model on, and the two models (`pantree train`, ~20 s each).
@@ -21,7 +26,9 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,22 +70,68 @@ def _prepare(work: Path, customers: int) -> dict[str, tuple[str, Path, dict[str,
     }
 
 
-def _command(
-    source: str, model: Path, env: dict[str, str], output: Path, workers: int
-) -> tuple[float, list[str]]:
+@dataclass(frozen=True)
+class Run:
+    """One run of the command."""
+
+    wall: float
+    shoppers: int
+    offers: int
+    peak_total: int
+    """Bytes: the largest sum of the proportional set sizes of the process and its children."""
+    peak_largest: int
+    """Bytes: the high-water mark of the largest single process's resident memory."""
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants, as /proc lists them now."""
+    found = [pid]
+    for parent in found:
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                found += [int(child) for child in children.read_text().split()]
+            except OSError:  # the task ended while being read
+                continue
+    return found
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size in bytes; 0 once the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    line = next((line for line in text.splitlines() if line.startswith("Pss:")), "Pss: 0 kB")
+    return int(line.split()[1]) * 1024
+
+
+def _command(source: str, model: Path, env: dict[str, str], output: Path, workers: int) -> Run:
     arguments = ["--input", source, "--output", str(output), "--model", str(model), "--quiet"]
-    started = time.perf_counter()
-    done = subprocess.run(
-        [PANTREE, "batch", *arguments, "--workers", str(workers)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-    )
-    wall = time.perf_counter() - started
-    match = SUMMARY.search(done.stdout)
-    assert match, done.stdout
-    return wall, [group.replace(",", "") for group in match.groups()]
+    with tempfile.TemporaryFile("w+") as stdout:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [PANTREE, "batch", *arguments, "--workers", str(workers)],
+            stdout=stdout,
+            env={**os.environ, **env},
+        )
+        peak_total = 0
+        while True:
+            # wait4, not Popen.wait: it also gives the exact peak of the largest process.
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            peak_total = max(peak_total, sum(_pss(member) for member in _tree(process.pid)))
+            time.sleep(0.1)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        text = stdout.read()
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, process.args, text)
+    match = SUMMARY.search(text)
+    assert match, text
+    offers, shoppers = (int(group.replace(",", "")) for group in match.groups())
+    return Run(wall, shoppers, offers, peak_total, usage.ru_maxrss * 1024)
 
 
 def _phases(source: str, model_dir: Path, env: dict[str, str], output: Path, workers: int) -> str:
@@ -99,6 +152,10 @@ def _phases(source: str, model_dir: Path, env: dict[str, str], output: Path, wor
     )
 
 
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.2f} GB"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/pantree-batch"))
@@ -110,20 +167,29 @@ def main() -> None:
     output = args.work_dir / "offers.parquet"
     print(f"`pantree batch --workers {args.workers} --model DIR`, {args.repeats} runs each")
     print()
-    print("| input | shoppers | offers | wall, best | wall, median | shoppers/s (best) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| input | shoppers | offers | wall, best | wall, median | shoppers/s (best) "
+        "| peak memory, all processes | peak memory, largest process |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     notes = []
     for name, (source, model, env) in cases.items():
-        walls = []
-        for _ in range(args.repeats):
-            wall, (offers, shoppers) = _command(source, model, env, output, args.workers)
-            walls.append(wall)
-        best = min(walls)
+        runs = [_command(source, model, env, output, args.workers) for _ in range(args.repeats)]
+        walls = [run.wall for run in runs]
+        best, last = min(walls), runs[-1]
         print(
-            f"| {name} | {int(shoppers):,} | {int(offers):,} | {best:.1f} s | "
-            f"{statistics.median(walls):.1f} s | {int(shoppers) / best:,.0f} |"
+            f"| {name} | {last.shoppers:,} | {last.offers:,} | {best:.1f} s | "
+            f"{statistics.median(walls):.1f} s | {last.shoppers / best:,.0f} | "
+            f"{_gb(max(run.peak_total for run in runs))} | "
+            f"{_gb(max(run.peak_largest for run in runs))} |"
         )
         notes.append(f"- {name}: {_phases(source, model, env, output, args.workers)}")
+    print()
+    print(
+        "Peak memory: the largest of the runs; all processes is the sum of the proportional set "
+        "sizes of the command and its workers (shared pages counted once), sampled every 0.1 s; "
+        "largest process is the kernel's high-water mark of one process's resident memory."
+    )
     print()
     print("Where the time goes (one run in one process, after imports):")
     print("\n".join(notes))
