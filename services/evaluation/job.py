@@ -9,10 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pantree_common.datasets import completejourney
 from pantree_common.datasets.registry import load_dataset
 from pantree_common.datasets.transactions import Transactions
 from pantree_common.errors import InvalidArgument
 from services.evaluation.baselines import GPTopFreq, baselines
+from services.evaluation.ceiling import feature_ceiling
 from services.evaluation.harness import evaluate_last_basket, run_evaluation
 from services.evaluation.methods import Method
 from services.evaluation.pantree_method import PantreeMethod
@@ -65,6 +67,21 @@ def evaluate(dataset: str, cutoffs: str, output: Path, last_basket: bool) -> dic
             "method_seconds": {k: round(v, 1) for k, v in run.seconds.items()},
         },
     )
+    return result
+
+
+def ceiling(dataset: str, cutoffs: str, output: Path, with_context: bool) -> dict[str, Any]:
+    """Write the in-window AUC ceiling (services.evaluation.ceiling) of the data set to `output`;
+    `with_context` adds the Complete Journey's demographics and promotions."""
+    if with_context and dataset != completejourney.NAME:
+        raise InvalidArgument.single(
+            "context", f"only the {completejourney.NAME} data set has context columns"
+        )
+    context = completejourney.context_columns if with_context else None
+    transactions = load_dataset(dataset)
+    result = feature_ceiling(transactions, _cutoffs(transactions, cutoffs), context=context)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 
 

