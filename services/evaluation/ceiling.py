@@ -124,13 +124,14 @@ def feature_ceiling(
         "features": list(FEATURE_NAMES),
         "context": context_names,
         "cutoffs": per_cutoff,
-        "mean": {
-            key: _round(float(np.nanmean([entry[key] for entry in per_cutoff])))
-            if per_cutoff
-            else None
-            for key in keys
-        },
+        "mean": {key: _mean([entry[key] for entry in per_cutoff]) for key in keys},
     }
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    """Mean of the cutoffs that have an AUC (None when none has)."""
+    known = [value for value in values if value is not None]
+    return round(float(np.mean(known)), 4) if known else None
 
 
 def _round(value: float) -> float | None:

@@ -114,3 +114,11 @@ def test_the_job_refuses_context_for_data_without_it(tmp_path: Path) -> None:
         job.ceiling(str(data), "rolling", tmp_path / "ceiling.json", with_context=True)
     assert "context" in str(refused.value) and "completejourney" in str(refused.value)
     assert not (tmp_path / "ceiling.json").exists()
+
+
+def test_a_cutoff_without_both_outcomes_has_no_auc() -> None:
+    shoppers = random_shoppers(n_customers=10, seed=6)
+    result = feature_ceiling(shoppers, [DAY0 + 5], CONFIG)
+    (entry,) = result["cutoffs"]
+    assert entry["auc_features"] is None
+    assert result["mean"] == {"auc_features": None}
