@@ -8,7 +8,8 @@ the model, and `batch.run` (statistics, model, offers, writing), which the comma
 Peak memory, the largest over the runs, two ways: the command's processes together (the
 command and its forked workers: the sum of their proportional set sizes, so that the pages the
 workers share with the command are counted once), sampled every 0.1 s; and the largest single
-process (the kernel's exact high-water mark of resident memory, from wait4).
+process (the kernel's exact high-water mark of resident memory, from wait4; a forked worker's
+counts the pages it shares with the command in full, so it can exceed the sampled total).
 
 Inputs are made in --work-dir on first use and reused: the synthetic file
 (bench/synthetic_shoppers.py, 1M shoppers), a 50k-shopper synthetic file of another seed to
@@ -188,7 +189,8 @@ def main() -> None:
     print(
         "Peak memory: the largest of the runs; all processes is the sum of the proportional set "
         "sizes of the command and its workers (shared pages counted once), sampled every 0.1 s; "
-        "largest process is the kernel's high-water mark of one process's resident memory."
+        "largest process is the kernel's high-water mark of one process's resident memory "
+        "(a forked worker's counts the pages it shares with the command in full)."
     )
     print()
     print("Where the time goes (one run in one process, after imports):")
