@@ -117,8 +117,9 @@ fuzz: setup
 	  || (tail -40 .artifacts/reliability/fuzz.log; exit 1)
 	cat .artifacts/reliability/fuzz.json
 
-# The AUC a model of these features reaches when fitted on each test window itself (an upper
-# bound, docs/EVALUATION.md Notes), also with the data set's demographics and promotions (~5 min).
+# The AUC and NDCG@10 a model of these features reaches when fitted on each test window itself
+# (upper bounds, docs/EVALUATION.md Notes), also with the data set's demographics and promotions
+# (about 10 minutes on 2 cores).
 eval-ceiling: setup
 	$(BIN)/pantree evaluation-ceiling --dataset completejourney --context --output docs/eval/completejourney.ceiling.json
 

@@ -3,19 +3,18 @@ cross-validation scores what the columns can tell, and context columns are measu
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from numpy.typing import NDArray
+from sklearn.metrics import roc_auc_score
 
 from pantree_common.datasets.transactions import Transactions
 from pantree_common.errors import InvalidArgument
 from services.evaluation import job
-from services.evaluation.ceiling import cross_validated_auc, feature_ceiling, window_rows
-from services.evaluation.protocol import MIN_PURCHASE_DAYS_TASK_B
+from services.evaluation.ceiling import feature_ceiling, out_of_fold, window_rows
 from services.recommendation.features import FEATURE_NAMES
 from services.recommendation.training import TrainingConfig
 from tests.unit.evaluation.synthetic import DAY0, random_shoppers
@@ -31,7 +30,7 @@ def _bought(transactions: Transactions, low: int, high: int) -> set[tuple[int, i
     )
 
 
-def test_rows_are_the_task_b_pairs_of_window_shoppers_labelled_from_the_window() -> None:
+def test_rows_are_the_pairs_of_window_shoppers_labelled_from_the_window() -> None:
     shoppers = random_shoppers(n_customers=60, seed=3)
     rows = window_rows(shoppers, DAY, CONFIG)
     in_window = _bought(shoppers, DAY, DAY + CONFIG.horizon_days)
@@ -43,17 +42,19 @@ def test_rows_are_the_task_b_pairs_of_window_shoppers_labelled_from_the_window()
         )
         for c, i in _bought(shoppers, DAY0 - 1, DAY)
     }
-    expected = {
-        pair
-        for pair, count in days.items()
-        if count >= MIN_PURCHASE_DAYS_TASK_B and pair[0] in window_customers
-    }
+    expected = {pair for pair in days if pair[0] in window_customers}
     got = list(zip(rows.customer.tolist(), rows.item.tolist(), strict=True))
     assert set(got) == expected and len(got) == len(expected)
     assert rows.label.tolist() == [pair in in_window for pair in got]
+    assert rows.purchase_days.tolist() == [days[pair] for pair in got]
     assert rows.features.shape == (len(got), len(FEATURE_NAMES))
     purchase_days = rows.features[:, FEATURE_NAMES.index("purchase_days")]
     assert purchase_days.tolist() == [float(days[pair]) for pair in got]
+    with_history = {customer for customer, _ in days}
+    truth = {(c, i) for c, i in in_window if c in with_history}
+    n_items = rows.n_items
+    assert {(int(k) // n_items, int(k) % n_items) for k in rows.truth_key} == truth
+    assert len(rows.truth_key) == len(truth)
 
 
 def test_cross_validation_scores_what_the_columns_tell() -> None:
@@ -62,9 +63,11 @@ def test_cross_validation_scores_what_the_columns_tell() -> None:
     label = rng.random(4000) < 0.3
     noise = rng.normal(size=(4000, 3))
     telling = np.column_stack([noise, label + rng.normal(scale=0.3, size=4000)])
-    assert cross_validated_auc(telling, label, customer, CONFIG) > 0.9
-    assert abs(cross_validated_auc(noise, label, customer, CONFIG) - 0.5) < 0.05
-    assert math.isnan(cross_validated_auc(noise, np.zeros(4000, np.bool_), customer, CONFIG))
+    for features, low, high in ((telling, 0.9, 1.0), (noise, 0.45, 0.55)):
+        predicted = out_of_fold(features, label, customer, CONFIG)
+        assert predicted is not None
+        assert low < roc_auc_score(label, predicted) <= high
+    assert out_of_fold(noise, np.zeros(4000, np.bool_), customer, CONFIG) is None
 
 
 def test_context_columns_are_added_to_the_same_rows() -> None:
@@ -88,12 +91,14 @@ def test_context_columns_are_added_to_the_same_rows() -> None:
     assert calls == [(DAY, horizon)]
     assert result["context"] == ["answer"]
     (entry,) = result["cutoffs"]
-    assert entry["cutoff_epoch_day"] == DAY and entry["pairs"] > 50
+    assert entry["cutoff_epoch_day"] == DAY and entry["task_b_pairs"] > 50
     assert entry["auc_with_context"] == 1.0
     assert entry["auc_features"] < 0.95
+    # Knowing the answer ranks every rebought own product first; new products stay misses.
+    assert entry["ndcg@10_with_context"] > entry["ndcg@10_features"]
     assert result["mean"] == {
-        "auc_features": entry["auc_features"],
-        "auc_with_context": entry["auc_with_context"],
+        key: entry[key]
+        for key in ("auc_features", "ndcg@10_features", "auc_with_context", "ndcg@10_with_context")
     }
 
 
@@ -121,4 +126,4 @@ def test_a_cutoff_without_both_outcomes_has_no_auc() -> None:
     result = feature_ceiling(shoppers, [DAY0 + 5], CONFIG)
     (entry,) = result["cutoffs"]
     assert entry["auc_features"] is None
-    assert result["mean"] == {"auc_features": None}
+    assert result["mean"]["auc_features"] is None
