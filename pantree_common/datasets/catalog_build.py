@@ -369,7 +369,7 @@ def _popular_products(rebuys: Any, item_ids: Sequence[str]) -> dict[str, tuple[s
 
 def _bought_together(
     pairs: Pairs, item_category: NDArray[np.object_], item_ids: Sequence[str]
-) -> dict[str, tuple[tuple[str, float], ...]]:
+) -> dict[str, tuple[tuple[str, float, int], ...]]:
     """Per product, the products of other categories its rebuying households also rebuy more
     often than households at large, best BOUGHT_TOGETHER first. The score is the share's 95%
     lower bound (Wilson) minus the other product's share of all households: a share seen over
@@ -392,7 +392,7 @@ def _bought_together(
     counts = households[products].astype(np.float64)
     share = counts / rebuys.shape[0]
     categories = item_category[products]
-    result: dict[str, tuple[tuple[str, float], ...]] = {}
+    result: dict[str, tuple[tuple[str, float, int], ...]] = {}
     for row in range(products.size):
         start, end = together.indptr[row], together.indptr[row + 1]
         others, both = together.indices[start:end], together.data[start:end]
@@ -405,7 +405,8 @@ def _bought_together(
         best = [b for b in np.lexsort((others, -score))[:BOUGHT_TOGETHER] if score[b] > 0]
         if best:
             result[item_ids[products[row]]] = tuple(
-                (item_ids[products[others[b]]], round(float(conditional[b]), 3)) for b in best
+                (item_ids[products[others[b]]], round(float(conditional[b]), 3), int(both[b]))
+                for b in best
             )
     return result
 

@@ -121,9 +121,10 @@ class Calibration:
     """Per category, its most rebought product ids, best first."""
     window_days: int = 365
     """Length of the real data's observation window, in days (what simulate-check mirrors)."""
-    bought_together: Mapping[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    bought_together: Mapping[str, tuple[tuple[str, float, int], ...]] = field(default_factory=dict)
     """Per product id, products of other categories that its rebuying households also rebuy,
-    best first, each with the share of those households that do (0-1)."""
+    best first, each with the share of those households that do (0-1) and their number (0 in
+    catalogs written before the number was kept)."""
 
     def rhythm(self, category: str, archetype: str) -> Rhythm | None:
         """The archetype's rhythm for the category, else every household's, else None."""
@@ -158,7 +159,8 @@ class Calibration:
             "related_categories": {k: list(v) for k, v in self.related_categories.items()},
             "popular_products": {k: list(v) for k, v in self.popular_products.items()},
             "bought_together": {
-                k: [[pid, share] for pid, share in v] for k, v in self.bought_together.items()
+                k: [[pid, share, households] for pid, share, households in v]
+                for k, v in self.bought_together.items()
             },
         }
 
@@ -190,7 +192,10 @@ class Calibration:
             tuples("popular_products"),
             int(data.get("window_days", 365)),
             {
-                str(k): tuple((str(pid), float(share)) for pid, share in v)
+                str(k): tuple(
+                    (str(entry[0]), float(entry[1]), int(entry[2]) if len(entry) > 2 else 0)
+                    for entry in v
+                )
                 for k, v in data.get("bought_together", {}).items()
             },
         )

@@ -145,8 +145,9 @@ def bought_together(product_id: str, bought: Collection[str]) -> list[product_pb
             product=active.by_id[other].to_proto(),
             relation=product_pb2.PRODUCT_RELATION_BOUGHT_TOGETHER,
             co_purchase_share=share,
+            co_purchase_households=households,
         )
-        for other, share in active.calibration.bought_together.get(product_id, ())
+        for other, share, households in active.calibration.bought_together.get(product_id, ())
         if other in active.by_id and other not in bought
     ]
 
@@ -193,7 +194,13 @@ def reasoning(
     together = _first(related, product_pb2.PRODUCT_RELATION_BOUGHT_TOGETHER)
     if together is not None:
         percent = number(100 * together.co_purchase_share)
-        parts.append(f"{percent}% of households that rebuy it also rebuy {_name(together)}.")
+        households = together.co_purchase_households
+        parts.append(
+            f"{households} households that rebuy it also rebuy {_name(together)} ({percent}% of "
+            "those that rebuy it)."
+            if households
+            else f"{percent}% of households that rebuy it also rebuy {_name(together)}."
+        )
     return " ".join(parts)
 
 

@@ -203,6 +203,8 @@ def _offer(match: product_pb2.ProductMatch) -> dict[str, Any]:
     offer: dict[str, Any] = {**_product(match.product), "relation": _RELATIONS[match.relation]}
     if match.relation == product_pb2.PRODUCT_RELATION_BOUGHT_TOGETHER:
         offer["percent_of_households_also_rebuying"] = round(100 * match.co_purchase_share)
+        if match.co_purchase_households:
+            offer["households_also_rebuying"] = match.co_purchase_households
     else:
         offer["similarity"] = round(match.similarity, 2)
     return offer

@@ -13,6 +13,7 @@ from pantree.domain.v1 import product_pb2
 
 from pantree_common.datasets.catalog_build import (
     EXCLUDED_DEPARTMENTS,
+    MIN_CO_HOUSEHOLDS,
     build_catalog,
     household_archetypes,
 )
@@ -85,8 +86,9 @@ def test_products_list_what_their_households_also_rebuy_in_other_categories(
     together = built.calibration.bought_together[milk.product_id]
 
     assert len(together) == 5
-    assert all(built.by_id[pid].category != milk.category for pid, _ in together)
-    assert all(0 < share <= 1 for _, share in together)
+    assert all(built.by_id[pid].category != milk.category for pid, _, _ in together)
+    assert all(0 < share <= 1 for _, share, _ in together)
+    assert all(households >= MIN_CO_HOUSEHOLDS for _, _, households in together)
     assert len(built.calibration.bought_together) > 5000, "every product 5+ households rebuy"
 
 

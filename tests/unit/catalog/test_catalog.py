@@ -72,11 +72,13 @@ def test_the_file_round_trips_every_product_category_and_rhythm(tmp_path: Path) 
 
 def test_bought_together_lists_round_trip_and_older_files_have_none() -> None:
     builtin = builtin_catalog()
-    lists = {"p-1001": (("p-1101", 0.42), ("p-1202", 0.3))}
+    lists = {"p-1001": (("p-1101", 0.42, 21), ("p-1202", 0.3, 15))}
     calibration = replace(builtin.calibration, bought_together=lists)
     data = replace(builtin, calibration=calibration).to_json()
 
     assert Catalog.from_json(data).calibration.bought_together == lists
+    data["calibration"]["bought_together"] = {"p-1001": [["p-1101", 0.42]]}  # before the count
+    assert Catalog.from_json(data).calibration.bought_together == {"p-1001": (("p-1101", 0.42, 0),)}
     del data["calibration"]["bought_together"]
     assert Catalog.from_json(data).calibration.bought_together == {}
 

@@ -166,7 +166,7 @@ def test_related_products_are_close_distinct_others_best_first_at_most_five() ->
 def bought_together() -> Iterator[None]:
     """The built-in catalog with co-purchase lists for whole milk (it has none of its own)."""
     builtin = builtin_catalog()
-    lists = {"p-1001": (("p-1101", 0.42), ("p-1202", 0.35), ("p-2001", 0.2))}
+    lists = {"p-1001": (("p-1101", 0.42, 21), ("p-1202", 0.35, 18), ("p-2001", 0.2, 10))}
     use_catalog(replace(builtin, calibration=replace(builtin.calibration, bought_together=lists)))
     yield
     use_catalog(builtin)
@@ -186,10 +186,12 @@ def test_related_products_alternate_similar_and_bought_together() -> None:
         ("p-2001", product_pb2.PRODUCT_RELATION_BOUGHT_TOGETHER),
     ]
     assert (related[1].product.name, related[1].co_purchase_share) == ("Large Eggs Dozen", 0.42)
+    assert related[1].co_purchase_households == 21
     assert related[1].similarity == 0
     assert insight.reasoning == (
         "Bought 6 times, every 14 days ± 2.5 on average; last bought 4 days ago. "
-        'Similar to "2% Milk". 42% of households that rebuy it also rebuy "Large Eggs Dozen".'
+        'Similar to "2% Milk". 21 households that rebuy it also rebuy "Large Eggs Dozen" (42% '
+        "of those that rebuy it)."
     )
 
 

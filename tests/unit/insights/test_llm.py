@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -213,3 +214,29 @@ def test_the_tolerance_sets_the_interval_bounds() -> None:
     assert grounding.interval_bounds_days == (12.2, 15.0)
     rejection = llm.accept(reply(data_of(request), suggested_interval_days=16), grounding)
     assert isinstance(rejection, llm.Rejection) and rejection.reason == "interval"
+
+
+def test_bought_together_products_carry_their_share_and_household_count() -> None:
+    builtin = catalog.builtin_catalog()
+    lists = {"p-1001": (("p-1101", 0.42, 21),)}
+    catalog.use_catalog(
+        replace(builtin, calibration=replace(builtin.calibration, bought_together=lists))
+    )
+    try:
+        request, grounding = asked()
+    finally:
+        catalog.use_catalog(builtin)
+    offered = data_of(request)["offered_products"]
+    eggs = next(p for p in offered if p["product_id"] == "p-1101")
+    assert eggs["relation"] == "bought_together"
+    assert (eggs["percent_of_households_also_rebuying"], eggs["households_also_rebuying"]) == (
+        42,
+        21,
+    )
+    text = reply(
+        data_of(request),
+        reasoning="21 households that rebuy it (42%) also rebuy eggs; every 14 days fits.",
+    )
+    assert isinstance(llm.accept(text, grounding), offer_pb2.Insight)
+    invented = reply(data_of(request), reasoning="23 households that rebuy it also rebuy eggs.")
+    assert not isinstance(llm.accept(invented, grounding), offer_pb2.Insight)

@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpantree/domain/v1/product.proto\x12\x11pantree.domain.v1\"i\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x12\n\ndepartment\x18\x04 \x01(\t\x12\x16\n\x0eunit_price_usd\x18\x05 \x01(\x01\"\x80\x01\n\x08SeedItem\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\x08quantity\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0eunit_price_usd\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\nproduct_id\x18\x04 \x01(\tB\x0b\n\t_quantityB\x11\n\x0f_unit_price_usd\"\xa0\x01\n\x0cProductMatch\x12+\n\x07product\x18\x01 \x01(\x0b\x32\x1a.pantree.domain.v1.Product\x12\x12\n\nsimilarity\x18\x02 \x01(\x01\x12\x34\n\x08relation\x18\x03 \x01(\x0e\x32\".pantree.domain.v1.ProductRelation\x12\x19\n\x11\x63o_purchase_share\x18\x04 \x01(\x01\"W\n\x0fRelatedProducts\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x30\n\x07matches\x18\x02 \x03(\x0b\x32\x1f.pantree.domain.v1.ProductMatch*w\n\x0fProductRelation\x12 \n\x1cPRODUCT_RELATION_UNSPECIFIED\x10\x00\x12\x1c\n\x18PRODUCT_RELATION_SIMILAR\x10\x01\x12$\n PRODUCT_RELATION_BOUGHT_TOGETHER\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpantree/domain/v1/product.proto\x12\x11pantree.domain.v1\"i\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x12\n\ndepartment\x18\x04 \x01(\t\x12\x16\n\x0eunit_price_usd\x18\x05 \x01(\x01\"\x80\x01\n\x08SeedItem\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\x08quantity\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0eunit_price_usd\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\nproduct_id\x18\x04 \x01(\tB\x0b\n\t_quantityB\x11\n\x0f_unit_price_usd\"\xc0\x01\n\x0cProductMatch\x12+\n\x07product\x18\x01 \x01(\x0b\x32\x1a.pantree.domain.v1.Product\x12\x12\n\nsimilarity\x18\x02 \x01(\x01\x12\x34\n\x08relation\x18\x03 \x01(\x0e\x32\".pantree.domain.v1.ProductRelation\x12\x19\n\x11\x63o_purchase_share\x18\x04 \x01(\x01\x12\x1e\n\x16\x63o_purchase_households\x18\x05 \x01(\r\"W\n\x0fRelatedProducts\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x30\n\x07matches\x18\x02 \x03(\x0b\x32\x1f.pantree.domain.v1.ProductMatch*w\n\x0fProductRelation\x12 \n\x1cPRODUCT_RELATION_UNSPECIFIED\x10\x00\x12\x1c\n\x18PRODUCT_RELATION_SIMILAR\x10\x01\x12$\n PRODUCT_RELATION_BOUGHT_TOGETHER\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pantree.domain.v1.product_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRODUCTRELATION']._serialized_start=544
-  _globals['_PRODUCTRELATION']._serialized_end=663
+  _globals['_PRODUCTRELATION']._serialized_start=576
+  _globals['_PRODUCTRELATION']._serialized_end=695
   _globals['_PRODUCT']._serialized_start=54
   _globals['_PRODUCT']._serialized_end=159
   _globals['_SEEDITEM']._serialized_start=162
   _globals['_SEEDITEM']._serialized_end=290
   _globals['_PRODUCTMATCH']._serialized_start=293
-  _globals['_PRODUCTMATCH']._serialized_end=453
-  _globals['_RELATEDPRODUCTS']._serialized_start=455
-  _globals['_RELATEDPRODUCTS']._serialized_end=542
+  _globals['_PRODUCTMATCH']._serialized_end=485
+  _globals['_RELATEDPRODUCTS']._serialized_start=487
+  _globals['_RELATEDPRODUCTS']._serialized_end=574
 # @@protoc_insertion_point(module_scope)

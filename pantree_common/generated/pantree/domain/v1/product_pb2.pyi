@@ -31,7 +31,7 @@ class _ProductRelationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Produ
     """Its name and category read alike; `similarity` says how much."""
     PRODUCT_RELATION_BOUGHT_TOGETHER: _ProductRelation.ValueType  # 2
     """Households that rebuy the one also rebuy the other (co-purchase statistics of the catalog);
-    `co_purchase_share` says how often.
+    `co_purchase_share` and `co_purchase_households` say how often.
     """
 
 class ProductRelation(_ProductRelation, metaclass=_ProductRelationEnumTypeWrapper):
@@ -43,7 +43,7 @@ PRODUCT_RELATION_SIMILAR: ProductRelation.ValueType  # 1
 """Its name and category read alike; `similarity` says how much."""
 PRODUCT_RELATION_BOUGHT_TOGETHER: ProductRelation.ValueType  # 2
 """Households that rebuy the one also rebuy the other (co-purchase statistics of the catalog);
-`co_purchase_share` says how often.
+`co_purchase_share` and `co_purchase_households` say how often.
 """
 Global___ProductRelation: _TypeAlias = ProductRelation  # noqa: Y015
 
@@ -145,6 +145,7 @@ class ProductMatch(_message.Message):
     SIMILARITY_FIELD_NUMBER: _builtins.int
     RELATION_FIELD_NUMBER: _builtins.int
     CO_PURCHASE_SHARE_FIELD_NUMBER: _builtins.int
+    CO_PURCHASE_HOUSEHOLDS_FIELD_NUMBER: _builtins.int
     similarity: _builtins.float
     """Cosine similarity between the query and the product, from -1 to 1 (higher is closer); 0 for
     a product related by co-purchase only.
@@ -154,6 +155,11 @@ class ProductMatch(_message.Message):
     co_purchase_share: _builtins.float
     """Share of the households rebuying the query product that also rebuy this one, from 0 to 1;
     0 unless relation is PRODUCT_RELATION_BOUGHT_TOGETHER.
+    """
+    co_purchase_households: _builtins.int
+    """How many households rebuy both products (the count behind `co_purchase_share`, at least 5
+    in a built catalog); 0 unless relation is PRODUCT_RELATION_BOUGHT_TOGETHER, or when the
+    catalog predates the count.
     """
     @_builtins.property
     def product(self) -> Global___Product:
@@ -166,10 +172,11 @@ class ProductMatch(_message.Message):
         similarity: _builtins.float = ...,
         relation: Global___ProductRelation.ValueType = ...,
         co_purchase_share: _builtins.float = ...,
+        co_purchase_households: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["co_purchase_share", b"co_purchase_share", "product", b"product", "relation", b"relation", "similarity", b"similarity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["co_purchase_households", b"co_purchase_households", "co_purchase_share", b"co_purchase_share", "product", b"product", "relation", b"relation", "similarity", b"similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
