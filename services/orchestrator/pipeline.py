@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -50,6 +50,8 @@ SEED_CANDIDATES = 50
 SEED_POPULARITY_WEIGHT = 0.05
 """Similarity given up per tenfold rank in the catalog (most rebought first): the 10th most
 rebought product beats the 10,000th unless it reads 0.15 less alike."""
+FIRST_MONTH_PRIORITY_S = 0.05
+"""Longest a stream past its simulation waits for other streams to send their first month."""
 # A candidate product's statistics with the products most similar to it.
 Neighbours = tuple[analysis_pb2.ItemStatistics, Sequence[product_pb2.ProductMatch]]
 
@@ -131,6 +133,46 @@ def _progress(
     )
 
 
+class FirstMonths:
+    """The streams that have not sent their first month yet. A shopper watching ProcessSeed
+    waits for that month before anything else, so a stream done simulating lets them go first
+    before its analysis, search, insights and ranking, for at most FIRST_MONTH_PRIORITY_S: the
+    event loop would otherwise take every stream's work in arrival order."""
+
+    def __init__(self) -> None:
+        self._pending = 0
+        self._none_pending = asyncio.Event()
+        self._none_pending.set()
+
+    @contextmanager
+    def pending(self) -> Iterator[Callable[[], None]]:
+        """Count this stream until the returned callback (or the block's end) says it sent its
+        first month."""
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._pending -= 1
+                if not self._pending:
+                    self._none_pending.set()
+
+        self._pending += 1
+        self._none_pending.clear()
+        try:
+            yield release
+        finally:
+            release()
+
+    async def let_them_go_first(self) -> None:
+        if self._pending:
+            try:
+                await asyncio.wait_for(self._none_pending.wait(), FIRST_MONTH_PRIORITY_S)
+            except TimeoutError:
+                return
+
+
 class Pipeline:
     def __init__(
         self, steps: Steps, config: OrchestratorConfig, today: Callable[[], dt.date]
@@ -138,6 +180,7 @@ class Pipeline:
         self._steps = steps
         self._config = config
         self._today = today
+        self._first_months = FirstMonths()
 
     async def archetypes(self) -> list[simulation_pb.Archetype]:
         with step_errors("simulation"):
@@ -148,31 +191,34 @@ class Pipeline:
 
     async def process_seed(
         self, request: pb.ProcessSeedRequest
-    ) -> AsyncIterator[pb.ProcessSeedResponse]:
+    ) -> AsyncGenerator[pb.ProcessSeedResponse, None]:
         """Stream progress, each month as the simulation yields it, the analysis, the offers and
         a summary."""
         started = time.perf_counter()
         bound_deadline(self._config.process_seed_timeout_s)
         spec = seed_spec_of(request, self._today())
         customer_id = spec.customer_id or f"seed-{spec.random_seed}"
-        seed_items, resolution = await self._resolve_seeds(spec.seed_items)
-        yield pb.ProcessSeedResponse(resolution=resolution)
-        yield _progress(Stage.PROCESS_STAGE_SIMULATING, f"Simulating {spec.months} months", 0)
         months: list[history_pb2.SimulatedMonth] = []
-        simulation = self._steps.simulation.SimulateHistory(
-            simulation_pb.SimulateHistoryRequest(
-                customer_id=customer_id,
-                archetype=request.archetype,
-                seed_items=seed_items,
-                months=spec.months,
-                random_seed=spec.random_seed,
-                start_date=to_proto(spec.start_date),
+        with self._first_months.pending() as first_month_sent:
+            seed_items, resolution = await self._resolve_seeds(spec.seed_items)
+            yield pb.ProcessSeedResponse(resolution=resolution)
+            yield _progress(Stage.PROCESS_STAGE_SIMULATING, f"Simulating {spec.months} months", 0)
+            simulation = self._steps.simulation.SimulateHistory(
+                simulation_pb.SimulateHistoryRequest(
+                    customer_id=customer_id,
+                    archetype=request.archetype,
+                    seed_items=seed_items,
+                    months=spec.months,
+                    random_seed=spec.random_seed,
+                    start_date=to_proto(spec.start_date),
+                )
             )
-        )
-        with step_errors("simulation"):
-            async for response in simulation:
-                months.append(response.month)
-                yield pb.ProcessSeedResponse(month=response.month)
+            with step_errors("simulation"):
+                async for response in simulation:
+                    months.append(response.month)
+                    yield pb.ProcessSeedResponse(month=response.month)
+                    first_month_sent()
+        await self._first_months.let_them_go_first()
         history = history_from_months(customer_id, months, catalog.products_by_id()).to_proto()
         as_of = to_epoch_day(from_proto(months[-1].end_date, "end_date"))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing
 
 import grpc
 from pantree.frequency.v1.frequency_service_pb2_grpc import FrequencyServiceStub
@@ -86,8 +87,11 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
     async def ProcessSeed(
         self, request: pb.ProcessSeedRequest, context: Context
     ) -> AsyncIterator[pb.ProcessSeedResponse]:
-        async for event in self.pipeline.process_seed(request):
-            yield event
+        # Closed as soon as the call ends, however it ends: the stream's place among the
+        # streams waiting for their first month (pipeline.FirstMonths) must not outlive it.
+        async with aclosing(self.pipeline.process_seed(request)) as events:
+            async for event in events:
+                yield event
 
     async def Recommend(
         self, request: pb.RecommendRequest, context: Context
