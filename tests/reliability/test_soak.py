@@ -2,8 +2,8 @@
 ProcessSeed at steady rates) for PANTREE_SOAK_SECONDS (20 minutes by default), its resident
 memory, threads and open files sampled throughout. After a warm-up, each must stay flat: the
 figures report the growth per hour (least-squares slope) over the whole trend and over each of
-its halves, and every call's outcome. Memory that levels off peaks as high in the first half of
-the trend as in the second; a leak keeps raising the peak."""
+its halves, and every call's outcome. What levels off peaks as high in the first half of the
+trend as in the second; a leak keeps raising the peak."""
 
 from __future__ import annotations
 
@@ -36,9 +36,12 @@ RECOMMENDS_PER_S, SEEDS_PER_S = 20, 2
 SAMPLE_EVERY_S = 5.0
 WARM_UP = 0.2
 """Share of the run left out of the trends: caches and pools fill first."""
-PEAK_RISE_MIB = 4.0
-"""How much higher resident memory may peak in the second half of the trend than in the first
-(the leak of docs/RELIABILITY.md's soak, 41 MiB an hour, raised it by 5.5 MiB in 20 minutes)."""
+TOLERANCE = {"rss_bytes": 4 * 2**20, "threads": 4, "fds": 8}
+"""How much each may move after the warm-up. What levels off peaks no higher in the second half
+of the trend than in the first (the leak this soak found, 41 MiB of RSS an hour, raised the peak
+by 5.5 MiB in 20 minutes), and threads and files stay within it through the second half. A
+one-time step may come in the first half: Milvus Lite's first flush of profiles (8.5 minutes
+in) starts the thread pools of its index builds and Arrow, 5 threads."""
 
 
 def per_hour(samples: list[ProcessSample], value: str) -> float:
@@ -105,7 +108,9 @@ async def test_memory_threads_and_files_stay_flat_under_steady_load(tmp_path: Pa
         assert server.stop() == 0
     trend = samples[int(len(samples) * WARM_UP) :]
     halves = trend[: len(trend) // 2], trend[len(trend) // 2 :]
-    peaks = [max(s.rss_bytes for s in half) / 2**20 for half in halves]
+    peaks = {
+        value: [max(getattr(s, value) for s in half) for half in halves] for value in TOLERANCE
+    }
     figures = {
         "seconds": SECONDS,
         "rates_per_s": {"Recommend": RECOMMENDS_PER_S, "ProcessSeed": SEEDS_PER_S},
@@ -118,11 +123,14 @@ async def test_memory_threads_and_files_stay_flat_under_steady_load(tmp_path: Pa
         "rss_mib": {
             "start": samples[0].rss_bytes / 2**20,
             "end": samples[-1].rss_bytes / 2**20,
-            "peak_first_half": peaks[0],
-            "peak_second_half": peaks[1],
+            "peak_by_half": [round(peak / 2**20, 1) for peak in peaks["rss_bytes"]],
         },
-        "threads": {"start": samples[0].threads, "end": samples[-1].threads},
-        "fds": {"start": samples[0].fds, "end": samples[-1].fds},
+        "threads": {
+            "start": samples[0].threads,
+            "end": samples[-1].threads,
+            "peak_by_half": peaks["threads"],
+        },
+        "fds": {"start": samples[0].fds, "end": samples[-1].fds, "peak_by_half": peaks["fds"]},
         "growth_per_hour_after_warm_up": {
             "rss_mib": round(per_hour(trend, "rss_bytes") / 2**20, 1),
             "threads": round(per_hour(trend, "threads"), 1),
@@ -132,6 +140,8 @@ async def test_memory_threads_and_files_stay_flat_under_steady_load(tmp_path: Pa
     }
     record_figures(f"soak-{int(SECONDS)}s", figures)
     assert set(codes) == {"Recommend OK", "ProcessSeed OK"}, codes
-    assert max(s.threads for s in trend) - min(s.threads for s in trend) <= 4
-    assert max(s.fds for s in trend) - min(s.fds for s in trend) <= 8
-    assert peaks[1] - peaks[0] <= PEAK_RISE_MIB, figures
+    for value, tolerance in TOLERANCE.items():
+        assert peaks[value][1] - peaks[value][0] <= tolerance, (value, figures)
+    for value in ("threads", "fds"):
+        late = [getattr(s, value) for s in halves[1]]
+        assert max(late) - min(late) <= TOLERANCE[value], (value, figures)
