@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import math
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -45,11 +44,9 @@ Stage = pb.ProcessStage
 OPTIONAL_SHARE = 0.5
 """Most of the time a call has left that an optional step (similar products, insights) may
 take: ranking keeps the rest."""
-SEED_CANDIDATES = 50
-"""Catalog products looked at per seed name (the vectors step's most)."""
 SEED_POPULARITY_WEIGHT = 0.05
-"""Similarity given up per tenfold rank in the catalog (most rebought first): the 10th most
-rebought product beats the 10,000th unless it reads 0.15 less alike."""
+"""Similarity a seed name's product gives up per tenfold rank in the catalog (most rebought
+first): the 10th most rebought product beats the 10,000th unless it reads 0.15 less alike."""
 FIRST_MONTH_PRIORITY_S = 0.05
 """Longest a stream past its simulation waits for other streams to send their first month."""
 # A candidate product's statistics with the products most similar to it.
@@ -98,23 +95,6 @@ def bound_deadline(default_s: float) -> None:
     """Give the current call a deadline when its caller set none, so no step call is unbounded."""
     if context.deadline.get() is None:
         context.deadline.set(time.monotonic() + default_s)
-
-
-def _most_rebought(
-    matches: Sequence[product_pb2.ProductMatch], active: catalog.Catalog
-) -> product_pb2.ProductMatch | None:
-    """The match with the best similarity after a small penalty for rarely rebought products
-    (SEED_POPULARITY_WEIGHT per tenfold catalog rank): a shopper typing "milk" means the milk
-    households buy every week, not the rarest product whose name reads closest."""
-    if not matches:
-        return None
-    unranked = len(active.rank)
-
-    def score(match: product_pb2.ProductMatch) -> float:
-        rank = active.rank.get(match.product.product_id, unranked)
-        return match.similarity - SEED_POPULARITY_WEIGHT * math.log10(rank + 1)
-
-    return max(matches, key=score)
 
 
 def related(similar: Sequence[Neighbours]) -> list[product_pb2.RelatedProducts]:
@@ -306,7 +286,8 @@ class Pipeline:
         self, seeds: Sequence[SeedItem]
     ) -> tuple[list[product_pb2.SeedItem], pb.SeedResolution]:
         """Each seed item's catalog product: named by id, or found by one batched similarity
-        search over every name, popularity breaking near ties (_most_rebought). Every item
+        search over every name, popularity breaking near ties (SEED_POPULARITY_WEIGHT: a shopper
+        typing "milk" means the milk households buy every week). Every item
         that matches nothing well enough is reported in one INVALID_ARGUMENT."""
         active = catalog.active_catalog()
         errors = Collector()
@@ -325,11 +306,12 @@ class Pipeline:
                 response = await self._steps.vectors.SearchSimilarProducts(
                     vectors_pb.SearchSimilarProductsRequest(
                         query_texts=[seeds[position].name for position in by_name],
-                        top_k=SEED_CANDIDATES,
+                        top_k=1,
+                        popularity_weight=SEED_POPULARITY_WEIGHT,
                     )
                 )
             for position, result in zip(by_name, response.results, strict=True):
-                best = _most_rebought(result.matches, active)
+                best = result.matches[0] if result.matches else None
                 least = self._config.seed_min_similarity
                 if best is None or best.similarity < least:
                     closest = (

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,7 +221,12 @@ def _short(kept: Sequence[StoredMatch], matches: Sequence[StoredMatch], top_k: i
     return len(kept) < top_k and len(matches) >= CACHE_DEPTH
 
 
-def validate_search(query_texts: Sequence[str], top_k: int, exclude_ids: Sequence[str]) -> int:
+def validate_search(
+    query_texts: Sequence[str],
+    top_k: int,
+    exclude_ids: Sequence[str],
+    popularity_weight: float = 0.0,
+) -> int:
     """Check a search request against the proto limits; returns the effective top_k."""
     errors = Collector()
     if errors.check(
@@ -240,8 +246,29 @@ def validate_search(query_texts: Sequence[str], top_k: int, exclude_ids: Sequenc
         "exclude_product_ids",
         f"at most {MAX_EXCLUDES} ids, got {len(exclude_ids)}",
     )
+    errors.check(
+        0 <= popularity_weight <= 1,  # NaN fails too
+        "popularity_weight",
+        f"must be 0 to 1, got {popularity_weight}",
+    )
     errors.raise_if_any()
     return top_k or DEFAULT_TOP_K
+
+
+def popular_first(
+    matches: Sequence[StoredMatch], rank: Mapping[str, int], weight: float, top_k: int
+) -> list[StoredMatch]:
+    """The top_k of `matches` (most similar first) by similarity minus `weight` per tenfold
+    catalog `rank` (unranked products count as the last); equal scores keep similarity order.
+    A shopper typing "milk" means the milk households buy every week, not the rarest product
+    whose name reads closest."""
+    unranked = len(rank)
+    scores = [
+        m.similarity - weight * math.log10(rank.get(m.product.product_id, unranked) + 1)
+        for m in matches
+    ]
+    order = sorted(range(len(matches)), key=lambda i: -scores[i])
+    return [matches[i] for i in order[:top_k]]
 
 
 def validate_products(products: Sequence[product_pb2.Product]) -> list[Product]:

@@ -14,7 +14,13 @@ from pantree_common.domain.history import history_from_proto
 from pantree_common.errors import FailedPrecondition
 from pantree_common.server import Context
 from services.vectors.batching import GroupCommit
-from services.vectors.index import VectorIndex, validate_products, validate_search
+from services.vectors.index import (
+    MAX_TOP_K,
+    VectorIndex,
+    popular_first,
+    validate_products,
+    validate_search,
+)
 from services.vectors.store import StoredProfile
 
 
@@ -81,11 +87,18 @@ class VectorServicer(pb_grpc.VectorServiceServicer):
     async def SearchSimilarProducts(
         self, request: pb.SearchSimilarProductsRequest, context: Context
     ) -> pb.SearchSimilarProductsResponse:
-        top_k = validate_search(request.query_texts, request.top_k, request.exclude_product_ids)
+        weight = request.popularity_weight
+        top_k = validate_search(
+            request.query_texts, request.top_k, request.exclude_product_ids, weight
+        )
         texts, excluded = list(request.query_texts), set(request.exclude_product_ids)
-        found = self.index.cached(texts, top_k, excluded)
+        depth = MAX_TOP_K if weight else top_k
+        found = self.index.cached(texts, depth, excluded)
         if found is None:  # embedding and the store block: not on the event loop
-            found = await asyncio.to_thread(self.index.search, texts, top_k, excluded)
+            found = await asyncio.to_thread(self.index.search, texts, depth, excluded)
+        if weight:
+            rank = catalog.active_catalog().rank
+            found = [popular_first(matches, rank, weight, top_k) for matches in found]
         response = pb.SearchSimilarProductsResponse()
         for text, matches in zip(request.query_texts, found, strict=True):
             add = response.results.add(query_text=text).matches.add

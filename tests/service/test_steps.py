@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import grpc
@@ -19,6 +20,7 @@ from pantree.vectors.v1 import vectors_service_pb2 as vectors_pb
 from pantree.vectors.v1.vectors_service_pb2_grpc import VectorServiceStub
 
 from pantree_common.descriptors import SERVICES
+from pantree_common.domain import catalog
 from pantree_common.errors import bad_request_violations
 from tests.histories import rhythmic_history
 from tests.service.conftest import Mesh, start_mesh, stop_mesh
@@ -103,8 +105,35 @@ async def test_vectors_index_search_and_profile(tmp_path: Path) -> None:
                 vectors_pb.SearchSimilarProductsRequest(query_texts=["milk"], top_k=51),
                 timeout=10,
             )
+        deep = await stub.SearchSimilarProducts(
+            vectors_pb.SearchSimilarProductsRequest(query_texts=["milk"], top_k=50), timeout=10
+        )
+        popular = await stub.SearchSimilarProducts(
+            vectors_pb.SearchSimilarProductsRequest(
+                query_texts=["milk"], top_k=2, popularity_weight=0.05
+            ),
+            timeout=10,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as bad_weight:
+            await stub.SearchSimilarProducts(
+                vectors_pb.SearchSimilarProductsRequest(
+                    query_texts=["milk"], popularity_weight=float("nan")
+                ),
+                timeout=10,
+            )
     finally:
         await stop_mesh(mesh)
+    rank = catalog.active_catalog().rank
+    unranked = len(rank)
+
+    def score(match: product_pb2.ProductMatch) -> float:
+        position = rank.get(match.product.product_id, unranked)
+        return match.similarity - 0.05 * math.log10(position + 1)
+
+    expected = sorted(deep.results[0].matches, key=lambda m: -score(m))[:2]
+    assert list(popular.results[0].matches) == expected
+    assert bad_weight.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in bad_request_violations(bad_weight.value)] == ["popularity_weight"]
     assert indexed.indexed_count == 1
     assert indexed.total_count > 80, "the built-in catalog is indexed at start-up"
     assert found.results[0].query_text == "rye bread"

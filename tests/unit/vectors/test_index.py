@@ -14,9 +14,10 @@ from services.vectors.index import (
     RECENCY_HALF_LIFE_DAYS,
     ProfileSummary,
     VectorIndex,
+    popular_first,
     profile_weights,
 )
-from services.vectors.store import VectorStore
+from services.vectors.store import StoredMatch, VectorStore
 from tests.unit.vectors.memory_store import MemoryStore
 
 MILK = Product("p-milk", "Whole Milk 1 Gallon", "dairy", "grocery", 3.89)
@@ -208,3 +209,22 @@ def test_exclusions_beyond_the_cached_depth_fall_back_to_a_direct_search(
     assert store.searches == [(1, 2, frozenset(everything_near))]
     assert len(found[0]) == 2
     assert not {m.product.product_id for m in found[0]} & set(everything_near)
+
+
+def _match(product_id: str, similarity: float) -> StoredMatch:
+    return StoredMatch(Product(product_id, product_id, "dairy"), similarity)
+
+
+def test_popular_first_trades_similarity_for_catalog_rank() -> None:
+    # Ranks 0, 9 and 9,999: log10(rank + 1) = 0, 1 and 4; unranked counts as the last (10,000).
+    rank = {"staple": 0, "common": 9, "rare": 9_999, **{f"x{i}": 100 + i for i in range(9_997)}}
+    matches = [_match("rare", 0.9), _match("unranked", 0.89), _match("common", 0.8)]
+    matches += [_match("staple", 0.72), _match("tie", 0.72)]
+    # Scores with 0.05: rare 0.7, unranked ~0.69, common 0.75, staple 0.72, tie (unranked) ~0.52.
+    best = popular_first(matches, rank, 0.05, 3)
+    assert [m.product.product_id for m in best] == ["common", "staple", "rare"]
+    assert [m.similarity for m in best] == [0.8, 0.72, 0.9], "each keeps its own similarity"
+    assert popular_first(matches, rank, 0.0, 5) == matches, "no weight: similarity order"
+    equal = [_match("a", 0.5), _match("b", 0.5)]
+    assert popular_first(equal, {}, 0.05, 2) == equal, "equal scores keep similarity order"
+    assert popular_first([], rank, 0.05, 1) == []

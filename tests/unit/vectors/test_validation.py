@@ -33,14 +33,23 @@ def test_search_rejects_query_count(count: int) -> None:
 
 def test_search_reports_each_bad_query_and_every_field() -> None:
     with pytest.raises(InvalidArgument) as error:
-        validate_search(["milk", "", "eggs", " \t", "x" * 201], 99, ["p"] * 10_001)
+        validate_search(["milk", "", "eggs", " \t", "x" * 201], 99, ["p"] * 10_001, 1.5)
     assert _fields(error) == [
         "query_texts[1]",
         "query_texts[3]",
         "query_texts[4]",
         "top_k",
         "exclude_product_ids",
+        "popularity_weight",
     ]
+
+
+@pytest.mark.parametrize("weight", [-0.01, 1.01, math.nan, math.inf])
+def test_search_rejects_popularity_weight(weight: float) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        validate_search(["milk"], 1, [], weight)
+    assert _fields(error) == ["popularity_weight"]
+    assert validate_search(["milk"], 1, [], 0.05) == 1
 
 
 def test_products_become_domain_products() -> None:

@@ -26,7 +26,7 @@ from pantree.domain.v1 import history_pb2 as pantree_dot_domain_dot_v1_dot_histo
 from pantree.domain.v1 import product_pb2 as pantree_dot_domain_dot_v1_dot_product__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(pantree/vectors/v1/vectors_service.proto\x12\x12pantree.vectors.v1\x1a\x1fpantree/domain/v1/history.proto\x1a\x1fpantree/domain/v1/product.proto\"D\n\x14IndexProductsRequest\x12,\n\x08products\x18\x01 \x03(\x0b\x32\x1a.pantree.domain.v1.Product\"C\n\x15IndexProductsResponse\x12\x15\n\rindexed_count\x18\x01 \x01(\x05\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\"S\n\x1cUpsertCustomerProfileRequest\x12\x33\n\x07history\x18\x01 \x01(\x0b\x32\".pantree.domain.v1.PurchaseHistory\"_\n\x1dUpsertCustomerProfileResponse\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\x05\x12\x15\n\rproduct_count\x18\x03 \x01(\x05\"_\n\x1cSearchSimilarProductsRequest\x12\x13\n\x0bquery_texts\x18\x01 \x03(\t\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\x1b\n\x13\x65xclude_product_ids\x18\x03 \x03(\t\"W\n\x0fSimilarProducts\x12\x12\n\nquery_text\x18\x01 \x01(\t\x12\x30\n\x07matches\x18\x02 \x03(\x0b\x32\x1f.pantree.domain.v1.ProductMatch\"U\n\x1dSearchSimilarProductsResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.pantree.vectors.v1.SimilarProducts2\x82\x03\n\rVectorService\x12i\n\rIndexProducts\x12(.pantree.vectors.v1.IndexProductsRequest\x1a).pantree.vectors.v1.IndexProductsResponse\"\x03\x90\x02\x02\x12\x81\x01\n\x15UpsertCustomerProfile\x12\x30.pantree.vectors.v1.UpsertCustomerProfileRequest\x1a\x31.pantree.vectors.v1.UpsertCustomerProfileResponse\"\x03\x90\x02\x02\x12\x81\x01\n\x15SearchSimilarProducts\x12\x30.pantree.vectors.v1.SearchSimilarProductsRequest\x1a\x31.pantree.vectors.v1.SearchSimilarProductsResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(pantree/vectors/v1/vectors_service.proto\x12\x12pantree.vectors.v1\x1a\x1fpantree/domain/v1/history.proto\x1a\x1fpantree/domain/v1/product.proto\"D\n\x14IndexProductsRequest\x12,\n\x08products\x18\x01 \x03(\x0b\x32\x1a.pantree.domain.v1.Product\"C\n\x15IndexProductsResponse\x12\x15\n\rindexed_count\x18\x01 \x01(\x05\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\"S\n\x1cUpsertCustomerProfileRequest\x12\x33\n\x07history\x18\x01 \x01(\x0b\x32\".pantree.domain.v1.PurchaseHistory\"_\n\x1dUpsertCustomerProfileResponse\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\x05\x12\x15\n\rproduct_count\x18\x03 \x01(\x05\"z\n\x1cSearchSimilarProductsRequest\x12\x13\n\x0bquery_texts\x18\x01 \x03(\t\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\x1b\n\x13\x65xclude_product_ids\x18\x03 \x03(\t\x12\x19\n\x11popularity_weight\x18\x04 \x01(\x01\"W\n\x0fSimilarProducts\x12\x12\n\nquery_text\x18\x01 \x01(\t\x12\x30\n\x07matches\x18\x02 \x03(\x0b\x32\x1f.pantree.domain.v1.ProductMatch\"U\n\x1dSearchSimilarProductsResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.pantree.vectors.v1.SimilarProducts2\x82\x03\n\rVectorService\x12i\n\rIndexProducts\x12(.pantree.vectors.v1.IndexProductsRequest\x1a).pantree.vectors.v1.IndexProductsResponse\"\x03\x90\x02\x02\x12\x81\x01\n\x15UpsertCustomerProfile\x12\x30.pantree.vectors.v1.UpsertCustomerProfileRequest\x1a\x31.pantree.vectors.v1.UpsertCustomerProfileResponse\"\x03\x90\x02\x02\x12\x81\x01\n\x15SearchSimilarProducts\x12\x30.pantree.vectors.v1.SearchSimilarProductsRequest\x1a\x31.pantree.vectors.v1.SearchSimilarProductsResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,11 +48,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPSERTCUSTOMERPROFILERESPONSE']._serialized_start=354
   _globals['_UPSERTCUSTOMERPROFILERESPONSE']._serialized_end=449
   _globals['_SEARCHSIMILARPRODUCTSREQUEST']._serialized_start=451
-  _globals['_SEARCHSIMILARPRODUCTSREQUEST']._serialized_end=546
-  _globals['_SIMILARPRODUCTS']._serialized_start=548
-  _globals['_SIMILARPRODUCTS']._serialized_end=635
-  _globals['_SEARCHSIMILARPRODUCTSRESPONSE']._serialized_start=637
-  _globals['_SEARCHSIMILARPRODUCTSRESPONSE']._serialized_end=722
-  _globals['_VECTORSERVICE']._serialized_start=725
-  _globals['_VECTORSERVICE']._serialized_end=1111
+  _globals['_SEARCHSIMILARPRODUCTSREQUEST']._serialized_end=573
+  _globals['_SIMILARPRODUCTS']._serialized_start=575
+  _globals['_SIMILARPRODUCTS']._serialized_end=662
+  _globals['_SEARCHSIMILARPRODUCTSRESPONSE']._serialized_start=664
+  _globals['_SEARCHSIMILARPRODUCTSRESPONSE']._serialized_end=749
+  _globals['_VECTORSERVICE']._serialized_start=752
+  _globals['_VECTORSERVICE']._serialized_end=1138
 # @@protoc_insertion_point(module_scope)

@@ -133,8 +133,16 @@ class SearchSimilarProductsRequest(_message.Message):
     QUERY_TEXTS_FIELD_NUMBER: _builtins.int
     TOP_K_FIELD_NUMBER: _builtins.int
     EXCLUDE_PRODUCT_IDS_FIELD_NUMBER: _builtins.int
+    POPULARITY_WEIGHT_FIELD_NUMBER: _builtins.int
     top_k: _builtins.int
     """Matches per query, 1 to 50; 5 when 0."""
+    popularity_weight: _builtins.float
+    """Similarity given up per tenfold rank of a product in the catalog's most-rebought order, 0 to
+    1; 0 ranks by similarity alone. Above 0, the 50 products most similar to each text are
+    ranked by similarity - popularity_weight * log10(rank + 1) (a product the catalog does not
+    rank counts as its last) and the best top_k returned, each with its own similarity: with
+    0.05, the 10th most rebought product beats the 10,000th unless it reads 0.15 less alike.
+    """
     @_builtins.property
     def query_texts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Texts to search for (usually product names), 1 to 200 per call, each 1-200 characters."""
@@ -149,10 +157,11 @@ class SearchSimilarProductsRequest(_message.Message):
         query_texts: _abc.Iterable[_builtins.str] | None = ...,
         top_k: _builtins.int = ...,
         exclude_product_ids: _abc.Iterable[_builtins.str] | None = ...,
+        popularity_weight: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exclude_product_ids", b"exclude_product_ids", "query_texts", b"query_texts", "top_k", b"top_k"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exclude_product_ids", b"exclude_product_ids", "popularity_weight", b"popularity_weight", "query_texts", b"query_texts", "top_k", b"top_k"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
