@@ -501,8 +501,16 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         type=Path,
-        help="one more single-process run served by the code of this source tree (for example "
-        "`git archive` of an older commit): a before/after with the same client",
+        help="more runs served by the code of this source tree (for example `git archive` of "
+        "an older commit): a before/after with the same client",
+    )
+    parser.add_argument(
+        "--baseline-processes",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="server processes of the --baseline runs (a tree older than the Pid method of "
+        "`--serve` serves 1 only)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the 1-process server")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
@@ -532,7 +540,11 @@ def main() -> None:
     if args.network_hops:
         configs.append(("1 process, steps called over the network", 1, False, ROOT))
     if args.baseline:
-        configs.append((f"1 process, the code of {args.baseline.name}", 1, True, args.baseline))
+        name = args.baseline.name
+        configs += [
+            (f"{n} process{'es' if n > 1 else ''}, the code of {name}", n, True, args.baseline)
+            for n in args.baseline_processes
+        ]
     command = report.shown_command([sys.executable, "bench/grpc_ceiling.py", *sys.argv[1:]])
     command = re.sub(r" --write \S+", "", command)
     body: list[str] = []
