@@ -158,9 +158,9 @@ def feature_ceiling(
             "cutoff_date": from_epoch_day(day).isoformat(),
             "customers": int(np.unique(rows.customer).size),
             "task_b_pairs": int(task_b_label.size),
-            "task_b_positive_share": _round(float(task_b_label.mean()))
-            if task_b_label.size
-            else None,
+            "task_b_positive_share": _rounded(
+                float(task_b_label.mean()) if task_b_label.size else None
+            ),
         }
         variants = {"features": rows.features}
         if context is not None:
@@ -171,8 +171,8 @@ def feature_ceiling(
             )
         for variant, features in variants.items():
             auc, ndcg = ceilings(rows, features, config)
-            entry[f"auc_{variant}"] = None if auc is None else _round(auc)
-            entry[f"ndcg@{RANK_K}_{variant}"] = None if ndcg is None else _round(ndcg)
+            entry[f"auc_{variant}"] = _rounded(auc)
+            entry[f"ndcg@{RANK_K}_{variant}"] = _rounded(ndcg)
         per_cutoff.append(entry)
     keys = [key for key in per_cutoff[0] if key.startswith(("auc_", "ndcg@"))] if per_cutoff else []
     return {
@@ -186,10 +186,10 @@ def feature_ceiling(
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
-    """Mean of the cutoffs that have an AUC (None when none has)."""
+    """Mean of the cutoffs that have the figure (None when none has)."""
     known = [value for value in values if value is not None]
-    return _round(float(np.mean(known))) if known else None
+    return _rounded(float(np.mean(known)) if known else None)
 
 
-def _round(value: float) -> float:
-    return round(value, 4)
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
